@@ -1,0 +1,72 @@
+"""Face detection with mediapipe's bundled BlazeFace models (short range, full range, or both merged)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .faces import Faces
+
+RANGES = ("short", "full", "both")
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of x, y, w, h boxes: (N, 4) x (M, 4) -> (N, M)."""
+    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+class FaceDetector:
+    """Every face in a BGR frame, with its box, score and the two eye centres from BlazeFace's keypoints."""
+
+    def __init__(self, range: str = "short", min_score: float = 0.5) -> None:
+        if range not in RANGES:
+            raise ValueError(f"unknown detector range '{range}'; choose one of {', '.join(RANGES)}")
+        import mediapipe as mp
+
+        selections = {"short": [0], "full": [1], "both": [0, 1]}[range]
+        self._models = [mp.solutions.face_detection.FaceDetection(model_selection=s, min_detection_confidence=min_score)
+                        for s in selections]
+
+    def __call__(self, frame: np.ndarray) -> Faces:
+        """Detect faces in a BGR uint8 frame."""
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        h, w = frame.shape[:2]
+        boxes, scores, eyes = [], [], []
+        for model in self._models:
+            for det in model.process(rgb).detections or ():
+                rb = det.location_data.relative_bounding_box
+                kp = det.location_data.relative_keypoints
+                pair = sorted(((kp[0].x * w, kp[0].y * h), (kp[1].x * w, kp[1].y * h)))
+                boxes.append((rb.xmin * w, rb.ymin * h, rb.width * w, rb.height * h))
+                scores.append(det.score[0])
+                eyes.append(pair)
+        if not boxes:
+            return Faces.empty()
+        faces = Faces(np.array(boxes), np.array(scores), np.array(eyes))
+        return faces if len(self._models) == 1 else faces.subset(nms(faces.boxes, faces.scores))
+
+    def close(self) -> None:
+        for model in self._models:
+            model.close()
+
+    def __enter__(self) -> "FaceDetector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.4) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
+    order = np.argsort(-scores)
+    keep: list[int] = []
+    for i in order:
+        if not keep or box_iou(boxes[i:i + 1], boxes[keep]).max() < iou:
+            keep.append(int(i))
+    return np.array(keep, np.int64)

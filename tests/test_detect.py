@@ -1,0 +1,53 @@
+"""The detector on real clips and photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from realtime.detect import FaceDetector, nms
+from realtime.sources import open_source
+
+
+def face_counts(video: Path, detector: FaceDetector) -> np.ndarray:
+    """Number of faces found in each frame of ``video``."""
+    with open_source(video) as source:
+        return np.array([len(detector(frame.image)) for frame in source])
+
+
+@pytest.mark.parametrize("name", ["WolfgangLanger_Pexels.mp4", "single_face.mp4"])
+def test_faces_found_in_nearly_every_frame(shared: Path, name: str) -> None:
+    with FaceDetector() as detector:
+        counts = face_counts(shared / "videos" / name, detector)
+    assert (counts > 0).mean() >= 0.95
+    assert counts.max() == 1
+
+
+def test_no_face_in_a_clip_without_faces(shared: Path) -> None:
+    with FaceDetector() as detector:
+        counts = face_counts(shared / "videos" / "no_face.mp4", detector)
+    assert len(counts) > 80 and counts.sum() == 0
+
+
+@pytest.mark.parametrize("range", ["full", "both"])
+def test_several_faces_in_a_group_photo(shared: Path, range: str) -> None:
+    image = cv2.imread(str(shared / "images" / "multi_face.jpg"))
+    with FaceDetector(range) as detector:
+        faces = detector(image)
+    assert len(faces) == 5  # five people, each boxed once even when both models see them
+    assert (faces.eyes[:, 0, 0] < faces.eyes[:, 1, 0]).all()  # image-left eye first
+    inside = (faces.eyes >= 0).all() and (faces.eyes[..., 0] < image.shape[1]).all()
+    assert inside
+
+
+def test_nms_drops_a_box_nested_in_a_better_one() -> None:
+    boxes = np.array([[100, 100, 100, 100], [80, 70, 160, 160], [400, 100, 100, 100]], np.float32)
+    assert nms(boxes, np.array([0.9, 0.6, 0.8])).tolist() == [0, 2]
+
+
+def test_unknown_range_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="short, full, both"):
+        FaceDetector("far")

@@ -1,0 +1,228 @@
+"""Frames with timestamps from a camera, a device path, a network stream or a video file."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+class SourceError(Exception):
+    """A source that cannot be opened or that failed while running; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded BGR frame; ``timestamp_s`` is the container time for files, seconds since start for live."""
+
+    index: int
+    timestamp_s: float
+    image: np.ndarray
+
+
+class Source:
+    """An iterable of frames and a context manager; ``decode_s`` accumulates the time spent decoding."""
+
+    name: str
+    live: bool
+    fps: float
+    frame_count: int | None
+    decode_s: float
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_capture(target: int | str) -> cv2.VideoCapture:
+    """A cv2.VideoCapture opened without OpenCV's own warnings on stderr (we report failures ourselves)."""
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)
+    try:
+        return cv2.VideoCapture(target)
+    finally:
+        cv2.setLogLevel(level)
+
+
+class VideoFile(Source):
+    """Every frame of a video file, decoded ahead in a background thread into a bounded queue."""
+
+    live = False
+
+    def __init__(self, path: Path, queue_size: int = 8) -> None:
+        self.name = str(path)
+        t0 = time.perf_counter()
+        self._cap = open_capture(str(path))
+        first = self._cap.read()[1] if self._cap.isOpened() else None
+        self.decode_s = time.perf_counter() - t0
+        if first is None:
+            self._cap.release()
+            raise SourceError(f"{path} is not a decodable video")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else 30.0
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = count if count > 0 else None
+        self._ended = False
+        self._first = first
+        self._queue: queue.Queue = queue.Queue(queue_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._decode, name="emocam-decode", daemon=True)
+        self._thread.start()
+
+    def _timestamp(self, index: int, last: float) -> float:
+        t = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        # Some containers report no (or non-increasing) times; fall back to the nominal frame rate.
+        return t if np.isfinite(t) and (t > last or index == 0) else index / self.fps
+
+    def _decode(self) -> None:
+        index, last, image = 0, -1.0, self._first
+        self._first = None
+        try:
+            while image is not None and not self._stop.is_set():
+                last = self._timestamp(index, last)
+                self._put(Frame(index, last, image))
+                t0 = time.perf_counter()
+                ok, image = self._cap.read()
+                self.decode_s += time.perf_counter() - t0
+                image = image if ok else None
+                index += 1
+        finally:
+            self._put(None)
+
+    def _put(self, item: Frame | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[Frame]:
+        while not self._ended and not self._stop.is_set():
+            try:
+                frame = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if frame is None:
+                self._ended = True
+                return
+            yield frame
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._cap.release()
+
+
+class LiveSource(Source):
+    """A camera or stream read by a grabber thread that keeps only the newest frame, so a slow consumer
+    always gets the latest image (stale frames are dropped; ``index`` counts every grabbed frame)."""
+
+    live = True
+    frame_count = None
+
+    def __init__(self, capture: cv2.VideoCapture, name: str, stall_s: float = 5.0) -> None:
+        self.name = name
+        self._cap = capture
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else 30.0
+        self.decode_s = 0.0
+        self._stall_s = stall_s
+        self._latest: Frame | None = None
+        self._error: SourceError | None = None
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._grab, name="emocam-grab", daemon=True)
+        self._thread.start()
+
+    def _grab(self) -> None:
+        index = 0
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            ok, image = self._cap.read()
+            self.decode_s += time.perf_counter() - t0
+            with self._cond:
+                if not ok:
+                    if not self._stop.is_set():
+                        self._error = SourceError(f"{self.name} disconnected (no more frames)")
+                    self._cond.notify_all()
+                    return
+                self._latest = Frame(index, time.monotonic() - self._start, image)
+                self._cond.notify_all()
+            index += 1
+
+    def __iter__(self) -> Iterator[Frame]:
+        last = -1
+        while True:
+            with self._cond:
+                fresh = lambda: self._error is not None or (self._latest is not None and self._latest.index > last)  # noqa: E731
+                if not self._cond.wait_for(fresh, timeout=self._stall_s):
+                    raise SourceError(f"{self.name} sent no frame for {self._stall_s:g} s")
+                # Deliver what was grabbed before a disconnect, then report it.
+                if self._latest is not None and self._latest.index > last:
+                    frame = self._latest
+                else:
+                    raise self._error
+            last = frame.index
+            yield frame
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self._cap.release()
+
+
+def open_source(spec: str | int | Path, live: bool | None = None) -> Source:
+    """A camera index ("0"), device path (/dev/video0), stream URL (rtsp://, http://...) or video file.
+
+    ``live`` forces the newest-frame-only reading (True) or the every-frame reading (False); by default
+    cameras and streams are live, files are not.
+    """
+    text = str(spec)
+    if text.isdigit():
+        cap = open_capture(int(text))
+        if not cap.isOpened():
+            raise SourceError(f"camera {text} cannot be opened (is it connected and not used by another program?)")
+        return LiveSource(cap, f"camera {text}")
+    if text.startswith(STREAM_SCHEMES):
+        if live is False:
+            raise SourceError(f"cannot read every frame of the stream {text}; streams are live")
+        cap = open_capture(text)
+        if not cap.isOpened():
+            raise SourceError(f"stream {text} cannot be opened (check the URL and that the server is up)")
+        return LiveSource(cap, f"stream {text}")
+    path = Path(text)
+    if text.startswith("/dev/"):
+        if not path.exists():
+            raise SourceError(f"camera device {text} does not exist")
+        cap = open_capture(text)
+        if not cap.isOpened():
+            raise SourceError(f"camera {text} cannot be opened (is it a camera and not used by another program?)")
+        return LiveSource(cap, f"camera {text}")
+    if not path.exists():
+        raise SourceError(f"video file not found: {text}")
+    if not path.is_file():
+        raise SourceError(f"{text} is not a file")
+    if live:
+        cap = open_capture(text)
+        if not cap.isOpened():
+            raise SourceError(f"{text} is not a decodable video")
+        return LiveSource(cap, text)
+    return VideoFile(path)

@@ -1,0 +1,174 @@
+"""The live pipeline, the only place that knows the stage order:
+source -> detect -> track -> align -> infer -> smooth -> sinks.
+
+Decoding (the source's thread) and detection (a second thread) run ahead of the rest (main thread), so on
+two cores the model and the sinks overlap with the next frames' decode and detect.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .align import crop_face, to_tensor
+from .engines import Backend
+from .faces import Faces
+from .sinks import Sink, annotate
+from .smooth import Smoother
+from .sources import Frame, Source
+from .track import Tracker
+
+STAGES = ("decode", "detect", "track", "align", "infer", "smooth", "write")
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each stage summed over the run, the frames and faces processed, and the wall time."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    frames: int = 0
+    faces: int = 0
+    wall_s: float = 0.0
+
+    def ms_per_frame(self) -> dict[str, float]:
+        """Mean milliseconds per frame in each stage (stages overlap, so they add up to more than the wall time)."""
+        return {k: 1e3 * v / max(self.frames, 1) for k, v in self.seconds.items()}
+
+    @property
+    def fps(self) -> float:
+        """End-to-end frames per second over the wall time of the run."""
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"frames": self.frames, "faces": self.faces, "wall_s": round(self.wall_s, 4), "fps": round(self.fps, 2),
+                "ms_per_frame": {k: round(v, 4) for k, v in self.ms_per_frame().items()},
+                "e2e_ms_per_frame": round(1e3 * self.wall_s / max(self.frames, 1), 4)}
+
+
+class Pipeline:
+    """Runs a source through detector, tracker, model and smoother into sinks."""
+
+    def __init__(self, detector: Callable[[np.ndarray], Faces], backend: Backend, tracker: Tracker | None = None,
+                 smoother: Smoother | None = None, queue_size: int = 4) -> None:
+        self.detector = detector
+        self.backend = backend
+        self.tracker = tracker or Tracker()
+        self.smoother = smoother or Smoother()
+        self.classes = tuple(backend.contract.classes)
+        self.queue_size = queue_size
+
+    def warmup(self, shape: tuple[int, int, int] = (360, 640, 3)) -> None:
+        """One detector and one model call on blank input, so first-call set-up is not timed."""
+        self.detector(np.zeros(shape, np.uint8))
+        pre = self.backend.contract.pre
+        self.backend.predict(to_tensor(np.zeros((1, pre.size, pre.size), np.uint8), pre))
+
+    def detect(self, image: np.ndarray) -> Faces:
+        """Faces in a BGR image, without those too small to align (eye centres closer than a pixel)."""
+        faces = self.detector(image)
+        if len(faces):
+            e2e = np.linalg.norm(faces.eyes[:, 1] - faces.eyes[:, 0], axis=1)
+            if (e2e < 1.0).any():
+                faces = faces.subset(e2e >= 1.0)
+        return faces
+
+    def process(self, frame: Frame, faces: Faces, timings: Timings) -> Faces:
+        """Track, align (all faces in one batch), infer and smooth the detected faces of one frame."""
+        t0 = time.perf_counter()
+        self.tracker.update(faces, frame.timestamp_s)
+        t1 = time.perf_counter()
+        pre = self.backend.contract.pre
+        if len(faces):
+            faces.crops = np.stack([crop_face(frame.image, e[0], e[1], pre) for e in faces.eyes])
+            batch = to_tensor(faces.crops, pre)
+            t2 = time.perf_counter()
+            faces.probs = self.backend.predict(batch)
+        else:
+            faces.crops = np.zeros((0, pre.size, pre.size), np.uint8)
+            t2 = time.perf_counter()
+            faces.probs = np.zeros((0, len(self.classes)), np.float32)
+        t3 = time.perf_counter()
+        self.smoother.update(faces, frame.timestamp_s)
+        t4 = time.perf_counter()
+        s = timings.seconds
+        s["track"] += t1 - t0
+        s["align"] += t2 - t1
+        s["infer"] += t3 - t2
+        s["smooth"] += t4 - t3
+        return faces
+
+    def run(self, source: Source, sinks: Sequence[Sink] = (), max_frames: int | None = None) -> Timings:
+        """Process ``source`` until it ends, a sink asks to stop or ``max_frames``; the caller closes source and sinks."""
+        timings = Timings()
+        overlay = any(sink.overlay for sink in sinks)
+        detected: queue.Queue = queue.Queue(self.queue_size)
+        stop = threading.Event()
+        worker = threading.Thread(target=self._detect_ahead, args=(source, detected, stop, timings),
+                                  name="emocam-detect", daemon=True)
+        start = time.perf_counter()
+        worker.start()
+        fps, last = None, None
+        try:
+            while max_frames is None or timings.frames < max_frames:
+                item = detected.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                frame, faces = item
+                faces = self.process(frame, faces, timings)
+                t0 = time.perf_counter()
+                if last is not None and t0 > last:
+                    fps = 1.0 / (t0 - last) if fps is None else 0.9 * fps + 0.1 / (t0 - last)
+                last = t0
+                if overlay:
+                    annotate(frame.image, faces, self.classes, fps)
+                for sink in sinks:
+                    sink.write(frame, faces)
+                timings.seconds["write"] += time.perf_counter() - t0
+                timings.frames += 1
+                timings.faces += len(faces)
+                if any(sink.stop for sink in sinks):
+                    break
+        finally:
+            stop.set()
+            deadline = time.perf_counter() + 2.0
+            while worker.is_alive() and time.perf_counter() < deadline:
+                try:  # unblock the detect thread if it waits on a full queue
+                    detected.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            timings.wall_s = time.perf_counter() - start
+            timings.seconds["decode"] = source.decode_s
+        return timings
+
+    def _detect_ahead(self, source: Source, out: queue.Queue, stop: threading.Event, timings: Timings) -> None:
+        item: object = None
+        try:
+            for frame in source:
+                if stop.is_set():
+                    return
+                t0 = time.perf_counter()
+                faces = self.detect(frame.image)
+                timings.seconds["detect"] += time.perf_counter() - t0
+                if not _put(out, (frame, faces), stop):
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
+            item = e
+        _put(out, item, stop)
+
+
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put unless stopped; False if stopped."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False

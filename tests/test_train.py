@@ -1,0 +1,148 @@
+"""emotrain on real data: FER-2013 splits, ImageNet init, a tiny cascade, export parity, data errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the training extra is not installed")
+
+from realtime.align import crop_face, to_tensor  # noqa: E402
+from realtime.detect import FaceDetector  # noqa: E402
+from train import data as D  # noqa: E402
+from train.export import export_onnx, load_checkpoint  # noqa: E402
+from train.fit import StageConfig, _initial_model, cascade, to_input  # noqa: E402
+from train.models import WeightsError, build_model, imagenet_state_dict  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pre48():
+    """The training preprocessing of the default backbone."""
+    return StageConfig(out=Path("unused")).preprocess()
+
+
+@pytest.fixture(scope="module")
+def fer_csv(shared: Path) -> Path:
+    return shared / "fer2013" / "fer2013.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def small_target(shared: Path, tmp_path_factory) -> Path:
+    """A few real wild images per class, in the target folder layout."""
+    root = tmp_path_factory.mktemp("wild")
+    for split, per_class in (("train", 6), ("val", 3)):
+        for folder in sorted((shared / "wild" / split).iterdir()):
+            dst = root / split / folder.name
+            dst.mkdir(parents=True)
+            for f in sorted(folder.glob("*.jpg"))[:per_class]:
+                shutil.copy(f, dst / f.name)
+    return root
+
+
+def test_fer_split_sizes_from_the_real_csv(fer_csv, pre48):
+    fer28 = D.fer_sets(fer_csv, "fer28", pre48)
+    assert (len(fer28["train"]), len(fer28["val"]), len(fer28["test"])) == (28709, 3589, 3589)
+    assert len(D.fer_sets(fer_csv, "fer32", pre48)["train"]) == 28709 + 3589
+    assert fer28["train"].counts()[1] == 436  # disgust, as in the data README
+
+
+def test_ferplus_votes_line_up_with_fer(fer_csv, shared):
+    images, labels, _ = D.read_fer_csv(fer_csv)
+    votes = D.read_ferplus(shared / "ferplus" / "fer2013new.csv", len(labels))
+    voted = votes.sum(1) > 0
+    # FER+ relabelled FER-2013; its majority agrees with the original label for most faces.
+    assert (votes[voted].argmax(1) == labels[voted]).mean() > 0.6
+
+
+def test_imagenet_weights_and_gray_first_conv():
+    model = build_model("mobilenet_v2", 7, channels=1, init="imagenet")
+    rgb = imagenet_state_dict("mobilenet_v2")["features.0.0.weight"]
+    conv = model.features[0][0]
+    assert conv.in_channels == 1
+    assert torch.allclose(conv.weight, rgb.sum(1, keepdim=True))
+    assert model.classifier[-1].out_features == 7
+    # A gray image gives the same first-layer response as the RGB image with three equal channels.
+    gray = torch.rand(1, 1, 48, 48)
+    rgb_model = build_model("mobilenet_v2", 7, channels=3, init="imagenet")
+    assert torch.allclose(conv(gray), rgb_model.features[0][0](gray.repeat(1, 3, 1, 1)), atol=1e-5)
+
+
+def test_missing_imagenet_weights_is_an_error_not_random_init(tmp_path):
+    with pytest.raises(WeightsError, match="--weights"):
+        build_model("vgg_m", 7, init="imagenet")
+    with pytest.raises(WeightsError, match="not found"):
+        build_model("mobilenet_v2", 7, init="imagenet", weights=tmp_path / "none.pth")
+
+
+def test_tiny_cascade_stage2_starts_from_stage1(fer_csv, small_target, tmp_path):
+    common = dict(fer=fer_csv, target=small_target, epochs=1, batch=32, lr=0.01, threads=2)
+    s1 = StageConfig(out=tmp_path / "s1", data="fer32", limit=256, **common)
+    s2 = StageConfig(out=tmp_path / "s2", data="target", init="stage1", **common)
+    best2 = cascade(s1, s2)
+    ckpt2 = torch.load(best2, weights_only=False)
+    assert ckpt2["origin"]["init"] == str(tmp_path / "s1" / "best.pt")
+    assert ckpt2["origin"]["init_stage"] == "fer32"
+    # Stage 2's starting weights are exactly stage 1's best.
+    start, _ = _initial_model(StageConfig(out=tmp_path / "x", data="target", init=str(tmp_path / "s1" / "best.pt")))
+    stage1 = torch.load(tmp_path / "s1" / "best.pt", weights_only=False)["model"]
+    assert all(torch.equal(v, stage1[k]) for k, v in start.state_dict().items())
+    report = json.loads((tmp_path / "s2" / "report.json").read_text())
+    assert set(report["tests"]) == {"fer2013/PrivateTest", "target/val"}
+
+    onnx_path = export_onnx(best2, tmp_path / "model.onnx")
+    parity = json.loads(onnx_path.with_suffix(".parity.json").read_text())
+    assert parity["faces"] > 0 and parity["max_abs_diff"] <= 1e-4
+    model, contract, _ = load_checkpoint(best2)
+    assert contract.pre.size == 48 and contract.classes == D.CLASSES
+
+
+def test_train_and_live_preprocessing_are_identical(small_target, pre48):
+    faces, report = D.load_target(small_target / "val", pre48)
+    assert report.images == len(faces) + len(report.no_face)
+    first = sorted((small_target / "val").glob("*/*.jpg"))
+    first = [f for f in first if str(f.relative_to(small_target / "val")) not in report.no_face][0]
+    image = cv2.imread(str(first))
+    with FaceDetector(range="both") as detect:
+        live = detect(image)
+    k = int(np.argmax(live.boxes[:, 2] * live.boxes[:, 3]))
+    crop = crop_face(image, live.eyes[k, 0], live.eyes[k, 1], pre48)
+    assert np.array_equal(crop, faces.images[0])
+    assert np.array_equal(to_input(faces.images[:1], pre48, torch.device("cpu")).numpy(), to_tensor(crop[None], pre48))
+
+
+def _emotrain(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "train.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("case", ["missing", "columns", "class_folder", "unreadable"])
+def test_data_errors_name_the_file(case, tmp_path, small_target):
+    if case == "missing":
+        args, expected = ["fer", "--fer", str(tmp_path / "nope.csv")], "nope.csv"
+    elif case == "columns":
+        bad = tmp_path / "bad.csv.gz"
+        with gzip.open(bad, "wt") as f:
+            f.write("label,image\n0,1 2 3\n")
+        args, expected = ["fer", "--fer", str(bad)], "expected columns emotion,pixels,Usage"
+    elif case == "class_folder":
+        root = tmp_path / "t"
+        shutil.copytree(small_target, root)
+        (root / "train" / "joy").mkdir()
+        args, expected = ["single", "--target", str(root)], "unknown class folder(s) joy"
+    else:
+        root = tmp_path / "t"
+        shutil.copytree(small_target, root)
+        (root / "train" / "happy" / "broken.jpg").write_bytes(b"not an image")
+        args, expected = ["single", "--target", str(root)], "broken.jpg"
+    result = _emotrain(*args, "--out", str(tmp_path / "run"), "--epochs", "1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("emotrain: error: ")
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr

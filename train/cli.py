@@ -1,0 +1,180 @@
+"""emotrain: the paper's training schemes, evaluation, export and engine building."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Train emocam's model: ImageNet -> FER-2013 -> target set (Ng et al., ICMI 2015).")
+
+Fer = Annotated[Optional[Path], typer.Option(help="FER-2013 csv (.csv or .csv.gz) or folder with train/ and test/")]
+FerPlus = Annotated[Optional[Path], typer.Option(help="FER+ votes (fer2013new.csv) to train on soft targets")]
+Target = Annotated[Optional[Path], typer.Option(help="target set folder with train/<class>/ and val/<class>/")]
+Out = Annotated[Path, typer.Option(help="run folder for checkpoints, reports and the exported model")]
+Arch = Annotated[str, typer.Option(help="mobilenet_v2, alexnet or vgg_m")]
+Size = Annotated[Optional[int], typer.Option(help="input side in pixels (default: the architecture's)")]
+Weights = Annotated[Optional[Path], typer.Option(help="ImageNet state dict to use instead of torchvision's")]
+Epochs = Annotated[int, typer.Option(help="epochs")]
+Lr = Annotated[float, typer.Option(help="initial learning rate")]
+Step = Annotated[int, typer.Option(help="divide the learning rate by 10 every this many epochs")]
+Batch = Annotated[int, typer.Option(help="batch size")]
+Momentum = Annotated[float, typer.Option(help="SGD momentum")]
+Decay = Annotated[float, typer.Option(help="weight decay")]
+Balance = Annotated[bool, typer.Option(help="sample classes evenly (disgust is 1.5% of FER-2013)")]
+Limit = Annotated[Optional[int], typer.Option(help="train on a random subset of this many faces (quick runs)")]
+Seed = Annotated[int, typer.Option(help="random seed")]
+Resume = Annotated[bool, typer.Option(help="continue from the run folder's last checkpoints")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
+Threads = Annotated[Optional[int], typer.Option(help="CPU threads for torch")]
+Export = Annotated[bool, typer.Option(help="export the final model to ONNX (and a TensorRT engine where present)")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"emotrain: error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _stage(**kw):
+    from .fit import StageConfig
+
+    return StageConfig(**kw)
+
+
+def _run(action):
+    """Run ``action``; user errors become one line on stderr and a non-zero exit."""
+    from .data import DataError
+    from .models import WeightsError
+    from realtime.contract import ModelError
+    from realtime.engines import BackendError
+
+    try:
+        return action()
+    except (DataError, WeightsError, ModelError, BackendError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted; rerun with --resume to continue from the last checkpoint", 130)
+
+
+def _export(best: Path, out: Path) -> None:
+    from .export import export_onnx
+
+    onnx_path = export_onnx(best, out / "model.onnx")
+    print(f"exported {onnx_path}")
+    try:
+        from .engine import build_engine
+    except ImportError:
+        return
+    try:
+        print(f"TensorRT engine {build_engine(onnx_path)}")
+    except Exception as e:  # no TensorRT / no GPU: the ONNX model is the result
+        print(f"no TensorRT engine built: {str(e).splitlines()[0]}")
+
+
+@app.command()
+def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, out: Out = Path("runs/cascade"),
+            arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
+            epochs1: Epochs = 20, lr1: Lr = 1e-3, epochs2: Epochs = 20, lr2: Lr = 1e-3, step: Step = 10,
+            batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
+            limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
+            threads: Threads = None, export: Export = True) -> None:
+    """The cascade: ImageNet -> FER-2013 (FER32) -> target set, then export."""
+    common = dict(arch=arch, size=size, batch=batch, momentum=momentum, weight_decay=weight_decay, step=step,
+                  balance=balance, seed=seed, device=device, threads=threads, fer=fer, target=target)
+    s1 = _stage(out=out / "stage1", data="fer32", ferplus=ferplus, init="imagenet", weights=weights, epochs=epochs1,
+                lr=lr1, limit=limit, **common)
+    s2 = _stage(out=out / "stage2", data="target", init="stage1", epochs=epochs2, lr=lr2, select="acc", **common)
+    from .fit import cascade as run_cascade
+
+    best = _run(lambda: run_cascade(s1, s2, resume))
+    if export:
+        _run(lambda: _export(best, out))
+
+
+@app.command()
+def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "mobilenet_v2", size: Size = None,
+           weights: Weights = None, epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64,
+           momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False, seed: Seed = 0,
+           resume: Resume = False, device: Device = "auto", threads: Threads = None, fer: Fer = None,
+           export: Export = False) -> None:
+    """ImageNet -> target set directly (one stage); with --fer it is also scored on FER-2013 PrivateTest."""
+    cfg = _stage(out=out, data="target", target=target, fer=fer, arch=arch, size=size, init="imagenet", weights=weights,
+                 epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum, weight_decay=weight_decay,
+                 balance=balance, seed=seed, device=device, threads=threads)
+    from .fit import run_stage
+
+    best = _run(lambda: run_stage(cfg, resume))
+    if export:
+        _run(lambda: _export(best, out))
+
+
+@app.command()
+def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, out: Out = Path("runs/combined"),
+             arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None, epochs: Epochs = 20,
+             lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
+             weight_decay: Decay = 5e-4, balance: Balance = False, limit: Limit = None, seed: Seed = 0,
+             resume: Resume = False, device: Device = "auto", threads: Threads = None,
+             export: Export = False) -> None:
+    """ImageNet -> FER32 and the target set's train split together, in one stage."""
+    cfg = _stage(out=out, data="combined", fer=fer, target=target, ferplus=ferplus, arch=arch, size=size,
+                 init="imagenet", weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
+                 weight_decay=weight_decay, balance=balance, limit=limit, seed=seed, device=device, threads=threads)
+    from .fit import run_stage
+
+    best = _run(lambda: run_stage(cfg, resume))
+    if export:
+        _run(lambda: _export(best, out))
+
+
+@app.command()
+def fer(fer: Fer = None, ferplus: FerPlus = None, target: Target = None, out: Out = Path("runs/fer"), variant: str = "fer32",
+        arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None, epochs: Epochs = 20,
+        lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4,
+        balance: Balance = False, limit: Limit = None, seed: Seed = 0, resume: Resume = False,
+        device: Device = "auto", threads: Threads = None, export: Export = False) -> None:
+    """ImageNet -> FER-2013 only (FER28 or FER32); with --target it is also scored on the target set."""
+    cfg = _stage(out=out, data=variant, fer=fer, ferplus=ferplus, target=target, arch=arch, size=size, init="imagenet",
+                 weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
+                 weight_decay=weight_decay, balance=balance, limit=limit, seed=seed, device=device, threads=threads)
+    from .fit import run_stage
+
+    best = _run(lambda: run_stage(cfg, resume))
+    if export:
+        _run(lambda: _export(best, out))
+
+
+@app.command()
+def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
+             fer: Fer = None, split: Annotated[str, typer.Option(help="FER-2013 split")] = "PrivateTest",
+             folder: Annotated[Optional[Path], typer.Option(help="labelled image folder <class>/*")] = None,
+             out: Annotated[Optional[Path], typer.Option(help="write OUT.json and the confusion matrix OUT.png")] = None,
+             backend: Annotated[str, typer.Option(help="inference backend")] = "onnxruntime") -> None:
+    """Accuracy, mean per-class recall, per-class recall and confusion matrix on a FER-2013 split or a folder."""
+    from .evaluate import evaluate_model, load_for, write_result
+
+    result = _run(lambda: evaluate_model(model, load_for(model, fer, split, folder), backend))
+    print(json.dumps({k: result[k] for k in ("data", "n", "accuracy", "mean_recall", "recall")}, indent=1))
+    if out is not None:
+        write_result(result, out)
+
+
+@app.command("export")
+def export_cmd(checkpoint: Annotated[Path, typer.Argument(help="a stage's best.pt")],
+               out: Annotated[Path, typer.Option(help="ONNX file to write")] = Path("model.onnx")) -> None:
+    """ONNX with a dynamic batch axis and the preprocessing contract, checked against PyTorch on real faces."""
+    from .export import export_onnx
+
+    print(f"exported {_run(lambda: export_onnx(checkpoint, out))}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Training data: FER-2013 (csv or image folders), FER+ votes, and target image folders through the live crop."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from realtime.align import Preprocess, crop_face, prepare_gray
+
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FER_USAGES = ("Training", "PublicTest", "PrivateTest")
+# FER+ vote columns in FER-2013's class order (contempt, unknown and NF are left out).
+FERPLUS_COLUMNS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class DataError(Exception):
+    """Input data that cannot be used; the message names the file."""
+
+
+@dataclass
+class FaceSet:
+    """Preprocessed uint8 faces (N, S, S), their labels (N,), optional soft targets (N, K), and a name."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    name: str
+    soft: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def counts(self) -> list[int]:
+        return np.bincount(self.labels, minlength=len(CLASSES)).tolist()
+
+    @staticmethod
+    def concat(sets: list["FaceSet"], name: str) -> "FaceSet":
+        soft = None
+        if any(s.soft is not None for s in sets):
+            soft = np.concatenate([s.soft if s.soft is not None else np.eye(len(CLASSES), dtype=np.float32)[s.labels]
+                                   for s in sets])
+        return FaceSet(np.concatenate([s.images for s in sets]), np.concatenate([s.labels for s in sets]), name, soft)
+
+
+def cache_dir() -> Path:
+    """Where decoded datasets are kept between runs ($EMOCAM_CACHE or ~/.cache/emocam)."""
+    path = Path(os.environ.get("EMOCAM_CACHE", Path.home() / ".cache" / "emocam"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _file_key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_fer_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FER-2013's csv (``emotion,pixels,Usage``, optionally gzipped) -> 48x48 uint8 images, labels, usages."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"FER-2013 file not found: {path}")
+    stat = path.stat()
+    cached = cache_dir() / f"fer-{_file_key(str(path.resolve()), stat.st_size, stat.st_mtime)}.npz"
+    if cached.is_file():
+        with np.load(cached) as z:
+            return z["images"], z["labels"], z["usage"]
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", newline="") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader)]
+            if header[:3] != ["emotion", "pixels", "Usage"]:
+                raise DataError(f"{path}: expected columns emotion,pixels,Usage, found {','.join(header)}")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error, StopIteration) as e:
+        raise DataError(f"{path}: not a readable FER-2013 csv ({e})") from None
+    try:
+        labels = np.array([int(r[0]) for r in rows], np.int64)
+        pixels = np.array(" ".join(r[1] for r in rows).split(), np.uint8)
+        images = pixels.reshape(len(rows), 48, 48)
+        usage = np.array([FER_USAGES.index(r[2].strip()) for r in rows], np.int8)
+    except (ValueError, IndexError) as e:
+        raise DataError(f"{path}: malformed row ({e})") from None
+    if labels.min() < 0 or labels.max() >= len(CLASSES):
+        raise DataError(f"{path}: emotion labels must be 0..{len(CLASSES) - 1}")
+    np.savez(cached, images=images, labels=labels, usage=usage)
+    return images, labels, usage
+
+
+def read_ferplus(path: Path, n_rows: int) -> np.ndarray:
+    """FER+ votes (``fer2013new.csv``, row-aligned with FER-2013) -> (N, 7) vote counts in FER-2013 class order."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"FER+ file not found: {path}")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in FERPLUS_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: missing FER+ columns {', '.join(missing)}")
+        votes = np.array([[float(row[c] or 0) for c in FERPLUS_COLUMNS] for row in reader], np.float32)
+    if len(votes) != n_rows:
+        raise DataError(f"{path}: {len(votes)} rows, but the FER-2013 csv has {n_rows}; they must line up")
+    return votes
+
+
+def prepare_all(images: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """Already cropped faces resized and stretched for the model, as ``realtime.align.prepare_gray`` does."""
+    out = np.empty((len(images), pre.size, pre.size), np.uint8)
+    for i, img in enumerate(images):
+        out[i] = prepare_gray(img, pre)
+    return out
+
+
+def fer_sets(fer: Path, variant: str, pre: Preprocess, ferplus: Path | None = None) -> dict[str, FaceSet]:
+    """FER-2013 splits as in the paper: 'fer28' trains on Training and validates on PublicTest; 'fer32' trains
+    on Training + PublicTest and validates on PrivateTest. 'test' is always PrivateTest."""
+    if variant not in ("fer28", "fer32"):
+        raise ValueError(f"unknown FER variant '{variant}'; choose fer28 or fer32")
+    fer = Path(fer)
+    if fer.is_dir():  # the folder layout has no public/private split: its test folder serves both
+        split = read_fer_folders(fer, pre)
+        return {"train": split["train"], "val": split["test"], "test": split["test"]}
+    images, labels, usage = read_fer_csv(fer)
+    soft = None
+    if ferplus is not None:
+        votes = read_ferplus(ferplus, len(labels))
+        total = votes.sum(1, keepdims=True)
+        onehot = np.eye(len(CLASSES), dtype=np.float32)[labels]
+        soft = np.where(total > 0, votes / np.maximum(total, 1), onehot).astype(np.float32)
+    images = prepare_all(images, pre)
+    train_usage = (0,) if variant == "fer28" else (0, 1)
+    val_usage = 1 if variant == "fer28" else 2
+
+    def select(mask: np.ndarray, name: str, with_soft: bool) -> FaceSet:
+        return FaceSet(images[mask], labels[mask], name, soft[mask] if (with_soft and soft is not None) else None)
+
+    return {"train": select(np.isin(usage, train_usage), f"{variant}/train", True),
+            "val": select(usage == val_usage, f"{variant}/val", False),
+            "test": select(usage == 2, "fer2013/PrivateTest", False)}
+
+
+def _class_folders(root: Path) -> list[tuple[int, Path]]:
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise DataError(f"{root}: no class folders (expected {root}/<class>/*.jpg with classes {', '.join(CLASSES)})")
+    unknown = [p.name for p in folders if p.name not in CLASSES]
+    if unknown:
+        raise DataError(f"{root}: unknown class folder(s) {', '.join(unknown)}; expected {', '.join(CLASSES)}")
+    return [(CLASSES.index(p.name), p) for p in folders]
+
+
+def _image_files(root: Path) -> list[tuple[int, Path]]:
+    return [(label, f) for label, folder in _class_folders(root)
+            for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    image = cv2.imdecode(np.fromfile(path, np.uint8), flags) if path.is_file() else None
+    if image is None:
+        raise DataError(f"unreadable image: {path}")
+    return image
+
+
+def read_fer_folders(root: Path, pre: Preprocess) -> dict[str, FaceSet]:
+    """FER-2013 as image folders (``train/<class>/*.jpg``, ``test/<class>/*.jpg``); faces are used as they are."""
+    out = {}
+    for split in ("train", "test"):
+        files = _image_files(Path(root) / split)
+        images = np.stack([prepare_gray(_read_image(f, cv2.IMREAD_GRAYSCALE), pre) for _, f in files])
+        out[split] = FaceSet(images, np.array([label for label, _ in files], np.int64), f"{Path(root).name}/{split}")
+    return out
+
+
+@dataclass
+class TargetReport:
+    """How a target folder went through the detector: how many images, and which had no face."""
+
+    images: int
+    no_face: list[str]
+
+
+def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tuple[FaceSet, TargetReport]:
+    """A target image folder (``<class>/*``): each image through the live detector and eye-distance crop,
+    cached so that it is done once. Images with no face are counted and reported, not used."""
+    from realtime.detect import FaceDetector
+
+    root = Path(root)
+    files = _image_files(root)
+    key = _file_key(str(root.resolve()), [(str(f), f.stat().st_size, f.stat().st_mtime) for _, f in files],
+                    pre.to_dict(), detector_range)
+    cached = cache_dir() / f"target-{key}.npz"
+    if cached.is_file():
+        with np.load(cached) as z:
+            report = TargetReport(int(z["n_images"]), [str(s) for s in z["no_face"]])
+            return FaceSet(z["images"], z["labels"], root.name), report
+    crops, labels, no_face = [], [], []
+    with FaceDetector(range=detector_range) as detect:
+        for label, f in files:
+            image = _read_image(f)
+            faces = detect(image)
+            if len(faces) == 0:
+                no_face.append(str(f.relative_to(root)))
+                continue
+            biggest = int(np.argmax(faces.boxes[:, 2] * faces.boxes[:, 3]))
+            crops.append(crop_face(image, faces.eyes[biggest, 0], faces.eyes[biggest, 1], pre))
+            labels.append(label)
+    if not crops:
+        raise DataError(f"{root}: no face found in any of its {len(files)} images")
+    images = np.stack(crops)
+    labels_arr = np.array(labels, np.int64)
+    np.savez(cached, images=images, labels=labels_arr, n_images=len(files), no_face=np.array(no_face, dtype=str))
+    return FaceSet(images, labels_arr, root.name), TargetReport(len(files), no_face)
+
+
+def describe(report: TargetReport, root: Path, out=sys.stderr) -> None:
+    """Print how many images of a target folder had no face."""
+    if report.no_face:
+        print(f"{root}: no face found in {len(report.no_face)} of {report.images} images (left out): "
+              f"{', '.join(report.no_face[:5])}{' ...' if len(report.no_face) > 5 else ''}", file=out)

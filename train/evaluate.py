@@ -1,0 +1,82 @@
+"""Score an exported model on a FER-2013 split or a labelled image folder, as the live side would run it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from realtime.align import to_tensor
+from realtime.engines import open_backend
+
+from .data import CLASSES, FER_USAGES, DataError, FaceSet, prepare_all, describe, load_target, read_fer_csv, read_fer_folders
+from .fit import scores
+
+
+def fer_split(fer: Path, split: str, pre) -> FaceSet:
+    """One FER-2013 split ('Training', 'PublicTest', 'PrivateTest'; 'train' or 'test' for the folder layout)."""
+    fer = Path(fer)
+    if fer.is_dir():
+        return read_fer_folders(fer, pre)[split]
+    if split not in FER_USAGES:
+        raise DataError(f"unknown FER-2013 split '{split}'; choose one of {', '.join(FER_USAGES)}")
+    images, labels, usage = read_fer_csv(fer)
+    keep = usage == FER_USAGES.index(split)
+    return FaceSet(prepare_all(images[keep], pre), labels[keep], f"fer2013/{split}")
+
+
+def evaluate_model(model: Path, faces: FaceSet, backend: str = "onnxruntime", batch: int = 256) -> dict:
+    """Accuracy, mean per-class recall, per-class recall and confusion matrix of ``model`` on ``faces``."""
+    engine = open_backend(model, backend, threads=0)
+    if tuple(engine.contract.classes) != CLASSES:
+        raise DataError(f"{model} predicts {', '.join(engine.contract.classes)}; evaluation expects {', '.join(CLASSES)}")
+    probs = np.concatenate([engine.predict(to_tensor(faces.images[i:i + batch], engine.contract.pre))
+                            for i in range(0, len(faces), batch)])
+    return {"model": str(model), "data": faces.name, **scores(faces.labels, probs.argmax(1))}
+
+
+def load_for(model: Path, fer: Path | None, split: str, folder: Path | None) -> FaceSet:
+    """The evaluation faces, preprocessed with the model's own contract."""
+    pre = open_backend(model).contract.pre
+    if folder is not None:
+        faces, report = load_target(folder, pre)
+        describe(report, folder)
+        return faces
+    if fer is None:
+        raise DataError("give --fer (with --split) or --folder")
+    return fer_split(fer, split, pre)
+
+
+def plot_confusion(result: dict, out: Path) -> Path:
+    """Draw the confusion matrix, rows normalised to recall, counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.array(result["confusion"], dtype=np.float64)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(CLASSES)):
+        for j in range(len(CLASSES)):
+            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{result['data']}: accuracy {result['accuracy']:.3f}, mean recall {result['mean_recall']:.3f}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_result(result: dict, out: Path) -> None:
+    """``out``.json and the confusion matrix as ``out``.png."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    plot_confusion(result, out.with_suffix(".png"))

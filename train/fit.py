@@ -1,0 +1,259 @@
+"""One fine-tuning stage, top to bottom: config -> data -> model -> loop -> checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from realtime.align import Preprocess, to_tensor
+from realtime.contract import ModelContract
+
+from .data import CLASSES, FaceSet, describe, fer_sets, load_target
+from .models import INPUT_SIZE, build_model
+
+# Gray input for ImageNet networks whose first convolution was summed over colour: the mean of
+# ImageNet's per-channel means and standard deviations.
+IMAGENET_GRAY = (0.449, 0.226)
+DATA_KINDS = ("fer28", "fer32", "target", "combined")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Everything that defines one training stage. ``init`` is 'imagenet', 'scratch' or a checkpoint path."""
+
+    out: Path
+    data: str = "fer32"
+    fer: Path | None = None
+    target: Path | None = None
+    ferplus: Path | None = None
+    arch: str = "mobilenet_v2"
+    size: int | None = None
+    init: str = "imagenet"
+    weights: Path | None = None
+    epochs: int = 20
+    batch: int = 64
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    step: int = 10
+    gamma: float = 0.1
+    balance: bool = False
+    augment: bool = True
+    select: str = "acc"
+    limit: int | None = None
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.data not in DATA_KINDS:
+            raise ValueError(f"unknown data '{self.data}'; choose one of {', '.join(DATA_KINDS)}")
+        if self.select not in ("acc", "recall"):
+            raise ValueError(f"unknown selection metric '{self.select}'; choose acc or recall")
+
+    def preprocess(self) -> Preprocess:
+        return Preprocess(size=self.size or INPUT_SIZE[self.arch], channels=1, mean=IMAGENET_GRAY[0], std=IMAGENET_GRAY[1])
+
+
+@dataclass
+class Splits:
+    """Train, validation and (optionally) extra test sets for one stage."""
+
+    train: FaceSet
+    val: FaceSet
+    tests: dict[str, FaceSet] = field(default_factory=dict)
+
+
+def load_splits(cfg: StageConfig, pre: Preprocess) -> Splits:
+    """The stage's data: FER-2013 (fer28/fer32), the target set, or both combined (FER32 + target train)."""
+    fer = target = None
+    if cfg.data != "target" and cfg.fer is None:
+        raise ValueError(f"data '{cfg.data}' needs --fer")
+    if cfg.data in ("target", "combined") and cfg.target is None:
+        raise ValueError(f"data '{cfg.data}' needs --target")
+    # Whatever is given is also scored, so that every scheme is compared on both test sets.
+    if cfg.fer is not None:
+        fer = fer_sets(cfg.fer, "fer28" if cfg.data == "fer28" else "fer32", pre, cfg.ferplus)
+    if cfg.target is not None:
+        target = {}
+        for split in ("train", "val"):
+            target[split], report = load_target(Path(cfg.target) / split, pre)
+            describe(report, Path(cfg.target) / split)
+    tests = {}
+    if fer is not None:
+        tests["fer2013/PrivateTest"] = fer["test"]
+    if cfg.data in ("fer28", "fer32"):
+        train, val = fer["train"], fer["val"]
+    elif cfg.data == "target":
+        train, val = target["train"], target["val"]
+    else:
+        train, val = FaceSet.concat([fer["train"], target["train"]], "fer32+target/train"), target["val"]
+    if target is not None:
+        tests["target/val"] = target["val"]
+    if cfg.limit:  # a small, class-stratified-enough random subset for quick runs
+        pick = np.random.default_rng(cfg.seed).permutation(len(train))[:cfg.limit]
+        train = FaceSet(train.images[pick], train.labels[pick], train.name,
+                        None if train.soft is None else train.soft[pick])
+    return Splits(train, val, tests)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Face-friendly augmentation of a (N, 1, S, S) batch: mirror, small rotation, scale and shift."""
+    n = x.shape[0]
+    rand = lambda lo, hi: torch.rand(n, generator=gen) * (hi - lo) + lo  # noqa: E731
+    angle = rand(-10, 10) * math.pi / 180
+    scale = rand(0.9, 1.1)
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, rand(-0.08, 0.08)], 1),
+                         torch.stack([sin * flip, cos, rand(-0.08, 0.08)], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def to_input(images: np.ndarray, pre: Preprocess, device: torch.device) -> torch.Tensor:
+    """uint8 faces (N, S, S) -> the model's input tensor, through the live side's own ``to_tensor``."""
+    return torch.from_numpy(to_tensor(images, pre)).to(device)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: np.ndarray, pre: Preprocess, device: torch.device,
+            batch: int = 256) -> np.ndarray:
+    """Class probabilities (N, K) for uint8 faces."""
+    model.eval()
+    out = [F.softmax(model(to_input(images[i:i + batch], pre, device)), 1).cpu().numpy()
+           for i in range(0, len(images), batch)]
+    return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
+
+
+def scores(labels: np.ndarray, pred: np.ndarray, k: int = len(CLASSES)) -> dict:
+    """Accuracy, mean per-class recall (over classes present), per-class recall and the confusion matrix."""
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    support = cm.sum(1)
+    recall = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+    return {"n": int(len(labels)), "accuracy": float((labels == pred).mean()) if len(labels) else float("nan"),
+            "mean_recall": float(np.nanmean(recall)),
+            "recall": {c: (None if np.isnan(r) else float(r)) for c, r in zip(CLASSES, recall)},
+            "confusion": cm.tolist()}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _initial_model(cfg: StageConfig) -> tuple[torch.nn.Module, dict]:
+    """The stage's starting model: ImageNet / scratch, or the weights of a previous stage's checkpoint."""
+    if cfg.init in ("imagenet", "scratch"):
+        return build_model(cfg.arch, len(CLASSES), 1, cfg.init, cfg.weights), {"init": cfg.init}
+    ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
+    model = build_model(ckpt["config"]["arch"], len(CLASSES), 1, "scratch")
+    model.load_state_dict(ckpt["model"])
+    return model, {"init": str(cfg.init), "init_epoch": ckpt["epoch"], "init_stage": ckpt["config"]["data"]}
+
+
+def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
+    """Train one stage; keeps ``last.pt`` each epoch and ``best.pt`` (best validation score); returns best.pt."""
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pre = cfg.preprocess()
+    splits = load_splits(cfg, pre)
+    model, origin = _initial_model(cfg)
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step, gamma=cfg.gamma)
+    contract = ModelContract(CLASSES, pre, {"arch": cfg.arch})
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": []}
+    if resume and (out / "last.pt").is_file():
+        ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state = {k: ckpt[k] for k in state}
+        print(f"resuming {out} after epoch {state['epoch']}")
+
+    train = splits.train
+    counts = np.bincount(train.labels, minlength=len(CLASSES)).astype(np.float64)
+    # Class balancing: sample each face with probability inversely proportional to its class's size.
+    sample_weights = torch.from_numpy((1.0 / np.maximum(counts, 1))[train.labels]) if cfg.balance else None
+    targets = torch.from_numpy(train.soft if train.soft is not None else np.eye(len(CLASSES), dtype=np.float32)[train.labels])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    print(f"{cfg.data}: train {len(train)} {train.counts()}, val {len(splits.val)} on {device}; {origin}")
+
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        gen.manual_seed(cfg.seed * 1000 + epoch)  # the same batches on resume
+        order = (torch.multinomial(sample_weights, len(train), replacement=True, generator=gen) if cfg.balance
+                 else torch.randperm(len(train), generator=gen))
+        model.train()
+        started, seen, loss_sum = time.time(), 0, 0.0
+        bar = tqdm(range(0, len(order), cfg.batch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=2)
+        for i in bar:
+            idx = order[i:i + cfg.batch].numpy()
+            if len(idx) < 2:
+                continue
+            x = to_input(train.images[idx], pre, device)
+            if cfg.augment:
+                x = augment(x, gen)
+            loss = F.cross_entropy(model(x), targets[idx].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(idx)
+            loss_sum += loss.item() * len(idx)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", refresh=False)
+        scheduler.step()
+        val = scores(splits.val.labels, predict(model, splits.val.images, pre, device).argmax(1))
+        metric = val["accuracy"] if cfg.select == "acc" else val["mean_recall"]
+        row = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "val_accuracy": val["accuracy"],
+               "val_mean_recall": val["mean_recall"], "seconds": round(time.time() - started, 1)}
+        state["history"].append(row)
+        print(json.dumps(row), flush=True)
+        state["epoch"] = epoch
+        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "config": config, "contract": contract.to_json(), "origin": origin,
+                "sample_faces": splits.val.images[:32], **state}
+        if metric > state["best"]:
+            state.update(best=metric, best_epoch=epoch)
+            ckpt.update(best=metric, best_epoch=epoch)
+            torch.save(ckpt, out / "best.pt")
+        torch.save(ckpt, out / "last.pt.tmp")
+        (out / "last.pt.tmp").replace(out / "last.pt")  # a crash mid-save never leaves a broken last.pt
+
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(best["model"])
+    report = {"stage": config, "origin": origin, "best_epoch": best["best_epoch"], "history": state["history"],
+              "val": scores(splits.val.labels, predict(model, splits.val.images, pre, device).argmax(1)),
+              "tests": {name: scores(s.labels, predict(model, s.images, pre, device).argmax(1))
+                        for name, s in splits.tests.items()}}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    print(f"best epoch {best['best_epoch']}: " + ", ".join(
+        f"{name} acc {r['accuracy']:.4f} mean recall {r['mean_recall']:.4f}" for name, r in report["tests"].items()))
+    return out / "best.pt"
+
+
+def cascade(stage1: StageConfig, stage2: StageConfig, resume: bool = False) -> Path:
+    """Stage 1 (ImageNet -> FER-2013), then stage 2 (target set) from stage 1's best checkpoint."""
+    best1 = run_stage(stage1, resume)
+    return run_stage(replace(stage2, init=str(best1)), resume)

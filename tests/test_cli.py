@@ -1,0 +1,112 @@
+"""The emocam command as a user runs it: outputs, the benchmark, Ctrl-C, and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnx
+import pytest
+
+from realtime.cli import default_model
+
+
+def emocam(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the command in a fresh interpreter, as the installed script does."""
+    return subprocess.run([sys.executable, "-m", "realtime.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, cwd=cwd)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, says: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("emocam: error: "), result.stderr
+    assert says in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str, Path]:
+    """A corrupt model and one without the emocam metadata."""
+    folder = tmp_path_factory.mktemp("bad")
+    corrupt = folder / "corrupt.onnx"
+    corrupt.write_bytes(tiny_model.read_bytes()[:2000])
+    bare = onnx.load(str(tiny_model))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(folder / "bare.onnx"))
+    return {"corrupt": corrupt, "bare": folder / "bare.onnx"}
+
+
+def test_a_video_gives_csv_video_summary_and_plot(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
+    result = emocam("--video", shared / "videos" / "single_face.mp4", "--model", tiny_model, "--no-display",
+                    "--csv", tmp_path / "f.csv", "--out", tmp_path / "a.mp4", "--summary", tmp_path / "s.json",
+                    "--plot", tmp_path / "p.png", "--tau", "0.2")
+    assert result.returncode == 0, result.stderr
+    assert "72 frames, 1 face(s)" in result.stdout
+    with open(tmp_path / "f.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 72
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames"] == 72 and summary["faces"][0]["seconds"] == pytest.approx(2.4, abs=0.05)
+    assert (tmp_path / "a.mp4").stat().st_size > 10_000 and (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_bench_prints_and_saves_stage_timings(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
+    result = emocam("bench", shared / "videos" / "single_face.mp4", "--model", tiny_model, "--json", tmp_path / "b.json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["frames"] == 72 and report["fps"] > 0
+    assert set(report["ms_per_frame"]) == {"decode", "detect", "track", "align", "infer", "smooth", "write"}
+    assert "fps" in result.stdout and "detect" in result.stdout
+
+
+def test_ctrl_c_leaves_a_valid_csv(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f.csv"
+    # The slower detector and the video output keep the run going long enough to interrupt it.
+    proc = subprocess.Popen([sys.executable, "-m", "realtime.cli", "--video", shared / "videos" / "WolfgangLanger_Pexels.mp4",
+                             "--model", tiny_model, "--no-display", "--csv", out, "--detector", "both",
+                             "--out", tmp_path / "a.mp4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 20):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    with open(out, newline="") as f:
+        rows = list(csv.reader(f))
+    assert 10 <= len(rows) - 1 < 472 and all(len(r) == len(rows[0]) for r in rows)
+    assert "face(s)" in stdout  # the summary was still printed
+
+
+def test_user_errors_are_one_line(shared: Path, tiny_model: Path, bad_models: dict[str, Path], tmp_path: Path) -> None:
+    video = shared / "videos" / "single_face.mp4"
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("not a video\n")
+    model = ("--model", tiny_model, "--no-display")
+    cases = [
+        (("--video", tmp_path / "missing.mp4", *model), "video file not found"),
+        (("--video", not_video, *model), "is not a decodable video"),
+        (("--source", "7", *model), "camera 7 cannot be opened"),
+        (("--video", video, "--no-display", "--model", tmp_path / "missing.onnx"), "model file not found"),
+        (("--video", video, "--no-display", "--model", bad_models["corrupt"]), "is not a readable ONNX model"),
+        (("--video", video, "--no-display", "--model", bad_models["bare"]), "has no 'emocam' metadata"),
+        (("--video", video, *model, "--backend", "nosuch"), "unknown backend 'nosuch'"),
+        (("--video", video, *model, "--detector", "far"), "unknown detector 'far'"),
+        (("--video", video, *model, "--csv", tmp_path / "no" / "f.csv"), "does not exist"),
+        (("--video", video, *model, "--tau", "-1"), "--tau"),
+        (model, "give exactly one of --source"),
+        (("bench",), "Missing argument"),
+        (("bench", tmp_path / "missing.mp4", "--model", tiny_model), "video file not found"),
+    ]
+    for args, says in cases:
+        assert_one_line_error(emocam(*args), says)
+
+
+@pytest.mark.skipif(default_model().is_file(), reason="a model is shipped")
+def test_a_missing_shipped_model_says_to_pass_one(shared: Path) -> None:
+    assert_one_line_error(emocam("--video", shared / "videos" / "single_face.mp4", "--no-display"), "--model PATH")

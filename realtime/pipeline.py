@@ -106,7 +106,8 @@ class Pipeline:
         """Process ``source`` until it ends, a sink asks to stop or ``max_frames``; the caller closes source and sinks."""
         timings = Timings()
         overlay = any(sink.overlay for sink in sinks)
-        detected: queue.Queue = queue.Queue(self.queue_size)
+        # Live frames must not wait behind older ones: hand over one at a time.
+        detected: queue.Queue = queue.Queue(1 if source.live else self.queue_size)
         stop = threading.Event()
         worker = threading.Thread(target=self._detect_ahead, args=(source, detected, stop, timings),
                                   name="emocam-detect", daemon=True)

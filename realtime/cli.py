@@ -99,13 +99,13 @@ def live(
         src = stack.enter_context(open_source(video if video is not None else source, live=None if video is None else False))
         pipeline = build_pipeline(stack, model, backend, detector, min_score, tau, hysteresis)
         classes = pipeline.classes
-        sinks = [stack.enter_context(Summary(classes, summary, plot))]
-        if csv is not None:
-            sinks.append(stack.enter_context(CsvSink(csv, classes)))
+        # Sinks that only check their target come before the CSV, which creates its file at once.
+        sinks = [] if no_display else [stack.enter_context(Window(f"emocam: {src.name}"))]
         if out is not None:
             sinks.append(stack.enter_context(VideoSink(out, src.fps)))
-        if not no_display:
-            sinks.append(stack.enter_context(Window(f"emocam: {src.name}")))
+        sinks.append(stack.enter_context(Summary(classes, summary, plot)))
+        if csv is not None:
+            sinks.append(stack.enter_context(CsvSink(csv, classes)))
         if not src.live:
             sinks.append(stack.enter_context(ProgressBar(src.frame_count, Path(src.name).name)))
         pipeline.run(src, sinks)

@@ -45,6 +45,7 @@ class Timings:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
     def to_dict(self) -> dict:
+        """The figures as a JSON-ready dict."""
         return {"frames": self.frames, "faces": self.faces, "wall_s": round(self.wall_s, 4), "fps": round(self.fps, 2),
                 "ms_per_frame": {k: round(v, 4) for k, v in self.ms_per_frame().items()},
                 "e2e_ms_per_frame": round(1e3 * self.wall_s / max(self.frames, 1), 4)}

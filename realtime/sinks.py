@@ -31,6 +31,7 @@ class Sink:
     stop = False
 
     def write(self, frame: Frame, faces: Faces) -> None:
+        """Take one processed frame and its faces."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -216,7 +217,7 @@ class Summary(Sink):
         return "\n".join([f"{report['frames']} frames, {len(rows)} face(s)", head, *rows])
 
     def close(self) -> None:
-        if self._closed:
+        if self._closed or self._frames == 0:  # a run that failed before its first frame has nothing to tell
             return
         self._closed = True
         report = self.report()

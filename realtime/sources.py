@@ -38,9 +38,11 @@ class Source:
     decode_s: float
 
     def __iter__(self) -> Iterator[Frame]:
+        """The frames in order; a live source raises SourceError when the camera or stream goes away."""
         raise NotImplementedError
 
     def close(self) -> None:
+        """Stop the reading thread and release the device or file."""
         raise NotImplementedError
 
     def __enter__(self) -> "Source":

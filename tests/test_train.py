@@ -19,7 +19,7 @@ from realtime.align import crop_face, to_tensor  # noqa: E402
 from realtime.detect import FaceDetector  # noqa: E402
 from train import data as D  # noqa: E402
 from train.export import export_onnx, load_checkpoint  # noqa: E402
-from train.fit import StageConfig, _initial_model, cascade, to_input  # noqa: E402
+from train.fit import StageConfig, _initial_model, cascade, run_stage, to_input  # noqa: E402
 from train.models import WeightsError, build_model, imagenet_state_dict  # noqa: E402
 
 
@@ -146,3 +146,34 @@ def test_data_errors_name_the_file(case, tmp_path, small_target):
     assert result.stderr.strip().splitlines()[-1].startswith("emotrain: error: ")
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "vgg_m"])
+def test_paper_architectures_take_gray_faces(arch):
+    model = build_model(arch, 7, channels=1, init="scratch").eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, 224, 224)).shape == (2, 7)
+
+
+def test_resume_continues_where_it_stopped(fer_csv, tmp_path):
+    common = dict(out=tmp_path / "run", data="fer28", fer=fer_csv, limit=128, batch=32, lr=0.01, threads=2)
+    run_stage(StageConfig(epochs=1, **common))
+    first = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    run_stage(StageConfig(epochs=2, **common), resume=True)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert [row["epoch"] for row in last["history"]] == [1, 2]
+    assert last["history"][0] == first["history"][0]
+
+
+def test_fer_image_folder_layout(fer_csv, tmp_path, pre48):
+    images, labels, usage = D.read_fer_csv(fer_csv)
+    for split, use in (("train", 0), ("test", 2)):
+        for i in np.flatnonzero(usage == use)[:20]:
+            folder = tmp_path / split / D.CLASSES[labels[i]]
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"{i}.png"), images[i])
+    sets = D.fer_sets(tmp_path, "fer28", pre48)
+    assert len(sets["train"]) == 20 and len(sets["test"]) == 20
+    first = np.flatnonzero(usage == 0)[:20]
+    # Same faces as the csv gives, whatever order the folders list them in.
+    assert sorted(map(bytes, sets["train"].images)) == sorted(map(bytes, D.prepare_all(images[first], pre48)))

@@ -192,12 +192,12 @@ class TargetReport:
 def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tuple[FaceSet, TargetReport]:
     """A target image folder (``<class>/*``): each image through the live detector and eye-distance crop,
     cached so that it is done once. Images with no face are counted and reported, not used."""
-    from realtime.detect import FaceDetector
+    from realtime.detect import MIN_SCORE, FaceDetector
 
     root = Path(root)
     files = _image_files(root)
     key = _file_key(str(root.resolve()), [(str(f), f.stat().st_size, f.stat().st_mtime) for _, f in files],
-                    pre.to_dict(), detector_range)
+                    pre.to_dict(), detector_range, MIN_SCORE)
     cached = cache_dir() / f"target-{key}.npz"
     if cached.is_file():
         with np.load(cached) as z:

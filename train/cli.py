@@ -172,6 +172,14 @@ def export_cmd(checkpoint: Annotated[Path, typer.Argument(help="a stage's best.p
     print(f"exported {_run(lambda: export_onnx(checkpoint, out))}")
 
 
+@app.command()
+def table(results: Annotated[list[Path], typer.Argument(help="evaluate --out JSON files named SCHEME-SET.json")]) -> None:
+    """A markdown table of evaluation results: one row per scheme, accuracy and mean recall per test set."""
+    from .evaluate import markdown_table
+
+    print(_run(lambda: markdown_table(results)))
+
+
 def main() -> None:
     app()
 

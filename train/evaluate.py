@@ -80,3 +80,27 @@ def write_result(result: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     plot_confusion(result, out.with_suffix(".png"))
+
+
+def markdown_table(results: list[Path]) -> str:
+    """Rows by scheme (the file name before its last '-'), columns by test set: accuracy / mean recall,
+    then per-class recall."""
+    rows: dict[str, dict[str, dict]] = {}
+    for path in results:
+        scheme, _, test = Path(path).stem.rpartition("-")
+        rows.setdefault(scheme, {})[test] = json.loads(Path(path).read_text())
+    tests = list(dict.fromkeys(t for r in rows.values() for t in r))
+    names = {t: next(r[t]["data"] for r in rows.values() if t in r) for t in tests}
+    head = "| scheme | " + " | ".join(f"{names[t]} acc | {names[t]} mean recall" for t in tests) + " |"
+    lines = [head, "|---" * (1 + 2 * len(tests)) + "|"]
+    for scheme, r in rows.items():
+        cells = [f"{r[t]['accuracy']:.3f} | {r[t]['mean_recall']:.3f}" if t in r else "- | -" for t in tests]
+        lines.append(f"| {scheme} | " + " | ".join(cells) + " |")
+    for t in tests:
+        lines += ["", f"Per-class recall on {names[t]}:", "",
+                  "| scheme | " + " | ".join(CLASSES) + " |", "|---" * (1 + len(CLASSES)) + "|"]
+        for scheme, r in rows.items():
+            if t in r:
+                rec = r[t]["recall"]
+                lines.append(f"| {scheme} | " + " | ".join("-" if rec[c] is None else f"{rec[c]:.2f}" for c in CLASSES) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""Every backend that runs here gives ONNX Runtime's CPU probabilities for the same real faces; the rest say why not."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtime.align import Preprocess, crop_face, prepare_gray, to_tensor
+from realtime.contract import ModelContract, read_contract
+from realtime.engines import (BackendError, OnnxRuntimeBackend, TorchBackend, open_backend, open_tensorrt,
+                              open_torch, throughput)
+
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+DATA = Path(os.environ.get("EMOCAM_DATA", Path(__file__).parents[1].parent / "shared" / "data"))
+# fp16 end to end moves these faces' probabilities by up to 7.5e-3 (the fp16 ONNX on ONNX Runtime's CPU; PyTorch's CPU
+# half: 8.8e-3), with every top class unchanged, so 5e-3 would fail on precision alone.
+FP32, FP16 = 1e-4, 1e-2
+
+
+@pytest.fixture(scope="module")
+def faces() -> np.ndarray:
+    """70 real 48x48 face crops: the detected faces of multi_face.jpg, then FER-2013 faces (or $EMOCAM_FACES, a .npy)."""
+    if "EMOCAM_FACES" in os.environ:
+        return np.load(os.environ["EMOCAM_FACES"])
+    if not DATA.is_dir():
+        pytest.skip(f"real data not found at {DATA} (set EMOCAM_DATA or EMOCAM_FACES)")
+    import cv2
+
+    from train.data import read_fer_csv
+
+    pre = Preprocess(48)
+    crops = []
+    try:
+        from realtime.detect import FaceDetector
+
+        image = cv2.imread(str(DATA / "images" / "multi_face.jpg"))
+        with FaceDetector(range="both") as detect:
+            crops = [crop_face(image, e[0], e[1], pre) for e in detect(image).eyes]
+    except ImportError:  # no mediapipe (a bare GPU box): FER-2013 faces alone are real faces too
+        pass
+    images, _, _ = read_fer_csv(DATA / "fer2013" / "fer2013.csv.gz")
+    crops += [prepare_gray(im, pre) for im in images[:70 - len(crops)]]
+    return np.stack(crops)
+
+
+@pytest.fixture(scope="module")
+def model(faces: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MobileNetV2 (ImageNet features, 1 channel, 7 classes) exported as train/ does: model.onnx and model.pt2."""
+    import torch
+
+    from train.engine import export_program
+    from train.export import export_onnx
+    from train.models import WeightsError, build_model
+
+    torch.manual_seed(0)
+    try:
+        net = build_model("mobilenet_v2", len(CLASSES), 1, "imagenet")
+    except WeightsError:  # parity needs a real network, not ImageNet's numbers
+        net = build_model("mobilenet_v2", len(CLASSES), 1, "scratch")
+    with torch.no_grad():
+        # A fresh head answers near 1/7 for every class, which would make any two backends look equal.
+        net.classifier[-1].weight *= 4.0
+    folder = tmp_path_factory.mktemp("model")
+    contract = ModelContract(CLASSES, Preprocess(48), {})
+    torch.save({"model": net.state_dict(), "contract": contract.to_json(), "sample_faces": faces,
+                "config": {"arch": "mobilenet_v2", "data": "test"}}, folder / "best.pt")
+    onnx_path = export_onnx(folder / "best.pt", folder / "model.onnx")
+    export_program(folder / "best.pt", onnx_path)
+    return onnx_path
+
+
+@pytest.fixture(scope="module")
+def reference(model: Path, faces: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's CPU probabilities: what every backend must reproduce."""
+    return OnnxRuntimeBackend(model).predict(to_tensor(faces, Preprocess(48)))
+
+
+def test_reference_is_a_confident_spread_of_probabilities(reference: np.ndarray) -> None:
+    assert reference.shape == (70, len(CLASSES))
+    np.testing.assert_allclose(reference.sum(axis=1), 1.0, atol=1e-5)
+    assert reference.max(axis=1).mean() > 0.5 and reference.std(axis=0).max() > 0.05
+
+
+def _open(spec: str, model: Path):
+    runtime, _, setting = spec.partition(":")
+    if runtime == "torch":
+        device, precision = setting.split("-")
+        return TorchBackend(model.with_suffix(".pt2"), "cpu" if device == "cpu" else 0, fp16=precision == "fp16")
+    if runtime == "tensorrt":
+        return open_tensorrt(model, 0, fp16=setting == "fp16")
+    return open_backend(model, runtime, device=0)
+
+
+@pytest.mark.parametrize("spec, tolerance", [
+    ("torch:cpu-fp32", FP32), ("torch:cuda-fp32", FP32), ("torch:cuda-fp16", FP16),
+    ("onnxruntime-cuda", FP32), ("onnxruntime-tensorrt", FP16), ("tensorrt:fp32", FP32), ("tensorrt:fp16", FP16)])
+def test_backend_matches_onnxruntime_cpu(spec: str, tolerance: float, model: Path, faces: np.ndarray,
+                                         reference: np.ndarray) -> None:
+    try:
+        backend = _open(spec, model)
+    except BackendError as e:
+        pytest.skip(f"{spec} cannot run here: {e}")
+    x = to_tensor(faces, backend.contract.pre)
+    # 1, 5 and 70 faces: new input shapes, a part-filled CUDA graph, and more than one 64-face engine call.
+    for n in (1, 5, 70):
+        got = backend.predict(x[:n])
+        assert got.dtype == np.float32 and got.shape == (n, len(CLASSES))
+        diff = float(np.abs(got - reference[:n]).max())
+        assert diff <= tolerance, f"{backend.name} differs from onnxruntime on CPU by {diff:.2e} with {n} faces"
+
+
+def test_fp16_onnx_for_tensorrt_keeps_float32_io_and_the_answers(model: Path, faces: np.ndarray,
+                                                                 reference: np.ndarray, tmp_path: Path) -> None:
+    from train.engine import fp16_onnx
+
+    half = tmp_path / "half.onnx"
+    half.write_bytes(fp16_onnx(model))
+    got = OnnxRuntimeBackend(half).predict(to_tensor(faces, Preprocess(48)))
+    assert got.dtype == np.float32
+    assert float(np.abs(got - reference).max()) <= FP16
+
+
+def test_tensorrt_without_tensorrt_says_what_to_install(model: Path) -> None:
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(BackendError) as e:
+        open_backend(model, "tensorrt")
+    assert "pip install tensorrt" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_gpu_only_backends_refuse_the_cpu_and_unknown_names_list_the_choices(model: Path) -> None:
+    with pytest.raises(BackendError, match="runs on a GPU only"):
+        open_backend(model, "onnxruntime-cuda", device="cpu")
+    with pytest.raises(BackendError, match="choose auto, tensorrt"):
+        open_backend(model, "tflite")
+
+
+def test_auto_picks_a_backend_that_runs_and_cpu_means_onnxruntime(model: Path, faces: np.ndarray,
+                                                                 reference: np.ndarray) -> None:
+    import torch
+
+    assert open_backend(model, "auto", device="cpu").name == "onnxruntime"
+    backend = open_backend(model, "auto")
+    if not torch.cuda.is_available():
+        assert backend.name == "onnxruntime"
+    got = backend.predict(to_tensor(faces, backend.contract.pre))
+    assert float(np.abs(got - reference).max()) <= FP16
+
+
+def test_torch_program_carries_the_contract_and_refuses_another_onnx(model: Path, tmp_path: Path) -> None:
+    backend = open_torch(model, "cpu")
+    assert backend.contract == read_contract(model)
+    other = tmp_path / "model.onnx"
+    shutil.copy(model, other)
+    shutil.copy(model.with_suffix(".pt2"), other.with_suffix(".pt2"))
+    other.write_bytes(other.read_bytes() + b"\0")  # a different file, same name
+    with pytest.raises(BackendError, match="was not exported with"):
+        open_torch(other, "cpu")
+
+
+def test_throughput_counts_faces_per_second(model: Path) -> None:
+    rates = throughput(OnnxRuntimeBackend(model), batches=(1, 4), seconds=0.2)
+    assert set(rates) == {1, 4} and all(r > 0 for r in rates.values())
+
+
+# The engine sidecar: pure functions, so they run without TensorRT or a GPU.
+
+FACTS = {"tensorrt": "10.13.3.9", "gpu": "NVIDIA H200", "compute_capability": "9.0"}
+
+
+def test_engine_is_reused_only_when_every_sidecar_field_matches(model: Path, tmp_path: Path) -> None:
+    from train.engine import Profile, describe, stale_reason
+
+    built = describe(model, True, Profile(), FACTS)
+    assert json.loads(json.dumps(built)) == built
+    assert stale_reason(built, describe(model, True, Profile(), FACTS)) is None
+    assert stale_reason(None, built) == "it has no readable sidecar"
+    assert "precision" in stale_reason(built, describe(model, False, Profile(), FACTS))
+    assert "profile" in stale_reason(built, describe(model, True, Profile(max=128), FACTS))
+    assert "gpu" in stale_reason(built, describe(model, True, Profile(), dict(FACTS, gpu="NVIDIA L4")))
+    assert "compute_capability" in stale_reason(built, describe(model, True, Profile(),
+                                                                dict(FACTS, compute_capability="8.9")))
+    assert "tensorrt" in stale_reason(built, describe(model, True, Profile(), dict(FACTS, tensorrt="11.4.0.106")))
+    changed = tmp_path / "model.onnx"
+    changed.write_bytes(model.read_bytes() + b"\0")
+    assert stale_reason(built, describe(changed, True, Profile(), FACTS)) == "the ONNX file changed since it was built"
+
+
+def test_engine_paths_sidecars_and_profiles(tmp_path: Path) -> None:
+    from train.engine import Profile, engine_path, read_sidecar, sidecar_path
+
+    engine = engine_path(tmp_path / "model.onnx")
+    assert engine.name == "model.fp16.engine" and engine_path(tmp_path / "m.onnx", fp16=False).name == "m.fp32.engine"
+    assert sidecar_path(engine).name == "model.fp16.engine.json"
+    assert read_sidecar(engine) is None
+    sidecar_path(engine).write_text("{not json")
+    assert read_sidecar(engine) is None
+    with pytest.raises(ValueError, match="min <= opt <= max"):
+        Profile(1, 16, 8)
+
+
+def test_engine_for_without_tensorrt_raises_backend_error(model: Path) -> None:
+    from train.engine import build_engine, engine_for
+
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    for call in (lambda: engine_for(model), lambda: build_engine(model)):
+        with pytest.raises(BackendError, match="TensorRT is not installed"):
+            call()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from realtime.align import Preprocess, crop_face, prepare_gray, to_tensor
+from realtime.batching import BatchedPredictor
 from realtime.contract import ModelContract, read_contract
 from realtime.engines import (BackendError, OnnxRuntimeBackend, TorchBackend, open_backend, open_tensorrt,
                               open_torch, throughput)
@@ -169,6 +170,30 @@ def test_torch_program_carries_the_contract_and_refuses_another_onnx(model: Path
 def test_throughput_counts_faces_per_second(model: Path) -> None:
     rates = throughput(OnnxRuntimeBackend(model), batches=(1, 4), seconds=0.2)
     assert set(rates) == {1, 4} and all(r > 0 for r in rates.values())
+
+
+def test_batched_predictor_returns_frames_in_order_with_their_own_answers(model: Path, faces: np.ndarray,
+                                                                          reference: np.ndarray) -> None:
+    backend = OnnxRuntimeBackend(model)
+    x = to_tensor(faces, backend.contract.pre)
+    sizes = [3, 0, 5, 1, 0, 20, 2, 30, 9]  # 70 faces over 9 frames, two of them empty
+    starts = np.cumsum([0] + sizes)
+    batcher = BatchedPredictor(backend, max_faces=16, max_frames=3)
+    done = []
+    for frame, (s, n) in enumerate(zip(starts, sizes)):
+        done += batcher.put(frame, x[s:s + n])
+        assert len(batcher) < 3
+    done += batcher.flush()
+    assert [frame for frame, _ in done] == list(range(len(sizes)))
+    for (frame, probs), s, n in zip(done, starts, sizes):
+        assert probs.shape == (n, len(CLASSES))
+        np.testing.assert_allclose(probs, reference[s:s + n], atol=FP32)
+    assert batcher.flush() == []
+
+
+def test_batched_predictor_rejects_empty_limits(model: Path) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        BatchedPredictor(OnnxRuntimeBackend(model), max_faces=0)
 
 
 # The engine sidecar: pure functions, so they run without TensorRT or a GPU.

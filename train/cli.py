@@ -180,6 +180,18 @@ def table(results: Annotated[list[Path], typer.Argument(help="evaluate --out JSO
     print(_run(lambda: markdown_table(results)))
 
 
+@app.command()
+def engine(onnx: Annotated[Path, typer.Argument(help="exported ONNX model")],
+           out: Annotated[Optional[Path], typer.Option(help="engine file (default: NAME.fp16.engine beside it)")] = None,
+           max_batch: Annotated[int, typer.Option(help="largest batch the engine accepts")] = 64,
+           fp32: Annotated[bool, typer.Option("--fp32", help="build in fp32 instead of fp16")] = False) -> None:
+    """A TensorRT engine for this GPU, with a JSON sidecar of the TensorRT version, GPU, profile and ONNX it fits."""
+    from .engine import build_engine
+
+    built = _run(lambda: build_engine(onnx, out, opt_batch=min(8, max_batch), max_batch=max_batch, fp16=not fp32))
+    print(f"TensorRT engine {built}")
+
+
 def main() -> None:
     app()
 

@@ -61,18 +61,18 @@ def _run(action):
         fail("interrupted; rerun with --resume to continue from the last checkpoint", 130)
 
 
-def _export(best: Path, out: Path) -> None:
+def _export(best: Path, onnx_path: Path) -> None:
+    """ONNX (checked against PyTorch), the torch program beside it, and a TensorRT engine where TensorRT runs."""
+    from realtime.engines import BackendError
+
+    from .engine import build_engine, export_program
     from .export import export_onnx
 
-    onnx_path = export_onnx(best, out / "model.onnx")
-    print(f"exported {onnx_path}")
-    try:
-        from .engine import build_engine
-    except ImportError:
-        return
+    print(f"exported {export_onnx(best, onnx_path)}")
+    print(f"torch program {export_program(best, onnx_path)}")
     try:
         print(f"TensorRT engine {build_engine(onnx_path)}")
-    except Exception as e:  # no TensorRT / no GPU: the ONNX model is the result
+    except BackendError as e:  # no TensorRT or no GPU here: the ONNX model is the result
         print(f"no TensorRT engine built: {str(e).splitlines()[0]}")
 
 
@@ -93,7 +93,7 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, out
 
     best = _run(lambda: run_cascade(s1, s2, resume))
     if export:
-        _run(lambda: _export(best, out))
+        _run(lambda: _export(best, out / "model.onnx"))
 
 
 @app.command()
@@ -110,7 +110,7 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "
 
     best = _run(lambda: run_stage(cfg, resume))
     if export:
-        _run(lambda: _export(best, out))
+        _run(lambda: _export(best, out / "model.onnx"))
 
 
 @app.command()
@@ -128,7 +128,7 @@ def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ou
 
     best = _run(lambda: run_stage(cfg, resume))
     if export:
-        _run(lambda: _export(best, out))
+        _run(lambda: _export(best, out / "model.onnx"))
 
 
 @app.command()
@@ -145,7 +145,7 @@ def fer(fer: Fer = None, ferplus: FerPlus = None, target: Target = None, out: Ou
 
     best = _run(lambda: run_stage(cfg, resume))
     if export:
-        _run(lambda: _export(best, out))
+        _run(lambda: _export(best, out / "model.onnx"))
 
 
 @app.command()
@@ -167,9 +167,7 @@ def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
 def export_cmd(checkpoint: Annotated[Path, typer.Argument(help="a stage's best.pt")],
                out: Annotated[Path, typer.Option(help="ONNX file to write")] = Path("model.onnx")) -> None:
     """ONNX with a dynamic batch axis and the preprocessing contract, checked against PyTorch on real faces."""
-    from .export import export_onnx
-
-    print(f"exported {_run(lambda: export_onnx(checkpoint, out))}")
+    _run(lambda: _export(checkpoint, out))
 
 
 @app.command()

@@ -2,7 +2,9 @@
 source -> detect -> track -> align -> infer -> smooth -> sinks.
 
 Decoding (the source's thread) and detection (a second thread) run ahead of the rest (main thread), so on
-two cores the model and the sinks overlap with the next frames' decode and detect.
+two cores the model and the sinks overlap with the next frames' decode and detect. For a file, the faces of several
+consecutive frames can go to the model in one call; tracking and cropping still happen frame by frame, smoothing and
+sinks in frame order once the answers are back.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .align import crop_face, to_tensor
+from .batching import BatchedPredictor
 from .engines import Backend
 from .faces import Faces
 from .sinks import Sink, annotate
@@ -80,35 +83,21 @@ class Pipeline:
 
     def process(self, frame: Frame, faces: Faces, timings: Timings) -> Faces:
         """Track, align (all faces in one batch), infer and smooth the detected faces of one frame."""
-        t0 = time.perf_counter()
-        self.tracker.update(faces, frame.timestamp_s)
-        t1 = time.perf_counter()
-        pre = self.backend.contract.pre
-        if len(faces):
-            faces.crops = np.stack([crop_face(frame.image, e[0], e[1], pre) for e in faces.eyes])
-            batch = to_tensor(faces.crops, pre)
-            t2 = time.perf_counter()
-            faces.probs = self.backend.predict(batch)
-        else:
-            faces.crops = np.zeros((0, pre.size, pre.size), np.uint8)
-            t2 = time.perf_counter()
-            faces.probs = np.zeros((0, len(self.classes)), np.float32)
-        t3 = time.perf_counter()
-        self.smoother.update(faces, frame.timestamp_s)
-        t4 = time.perf_counter()
-        s = timings.seconds
-        s["track"] += t1 - t0
-        s["align"] += t2 - t1
-        s["infer"] += t3 - t2
-        s["smooth"] += t4 - t3
-        return faces
+        batch = self._align(frame, faces, timings)
+        [(frame, faces)] = self._infer(timings, BatchedPredictor(self.backend, max_frames=1).put, (frame, faces), batch)
+        return self._smooth(frame, faces, timings)
 
-    def run(self, source: Source, sinks: Sequence[Sink] = (), max_frames: int | None = None) -> Timings:
-        """Process ``source`` until it ends, a sink asks to stop or ``max_frames``; the caller closes source and sinks."""
+    def run(self, source: Source, sinks: Sequence[Sink] = (), max_frames: int | None = None,
+            batch_frames: int = 1) -> Timings:
+        """Process ``source`` until it ends, a sink asks to stop or ``max_frames``; the caller closes source and sinks.
+
+        For a file, the faces of up to ``batch_frames`` consecutive frames go to the model in one call; a live source
+        always sends one frame at a time."""
         timings = Timings()
         overlay = any(sink.overlay for sink in sinks)
         # Live frames must not wait behind older ones: hand over one at a time.
         detected: queue.Queue = queue.Queue(1 if source.live else self.queue_size)
+        predictor = BatchedPredictor(self.backend, max_frames=1 if source.live else batch_frames)
         stop = threading.Event()
         worker = threading.Thread(target=self._detect_ahead, args=(source, detected, stop, timings),
                                   name="emocam-detect", daemon=True)
@@ -116,14 +105,8 @@ class Pipeline:
         worker.start()
         fps, last = None, None
         try:
-            while max_frames is None or timings.frames < max_frames:
-                item = detected.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                frame, faces = item
-                faces = self.process(frame, faces, timings)
+            for frame, faces in self._answered(detected, predictor, max_frames, timings):
+                faces = self._smooth(frame, faces, timings)
                 t0 = time.perf_counter()
                 if last is not None and t0 > last:
                     fps = 1.0 / (t0 - last) if fps is None else 0.9 * fps + 0.1 / (t0 - last)
@@ -148,6 +131,50 @@ class Pipeline:
             timings.wall_s = time.perf_counter() - start
             timings.seconds["decode"] = source.decode_s
         return timings
+
+    def _answered(self, detected: queue.Queue, predictor: BatchedPredictor, max_frames: int | None,
+                  timings: Timings) -> Iterator[tuple[Frame, Faces]]:
+        """The detected frames, tracked and aligned one by one, then with the model's answers, in frame order."""
+        taken = 0
+        while max_frames is None or taken < max_frames:
+            item = detected.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                yield from self._infer(timings, predictor.flush)  # the frames before the failure still count
+                raise item
+            frame, faces = item
+            taken += 1
+            yield from self._infer(timings, predictor.put, (frame, faces), self._align(frame, faces, timings))
+        yield from self._infer(timings, predictor.flush)
+
+    def _align(self, frame: Frame, faces: Faces, timings: Timings) -> np.ndarray:
+        """Track the faces of one frame and crop them (``faces.crops``); returns their model input."""
+        t0 = time.perf_counter()
+        self.tracker.update(faces, frame.timestamp_s)
+        t1 = time.perf_counter()
+        pre = self.backend.contract.pre
+        crops = [crop_face(frame.image, e[0], e[1], pre) for e in faces.eyes]
+        faces.crops = np.stack(crops) if crops else np.zeros((0, pre.size, pre.size), np.uint8)
+        batch = to_tensor(faces.crops, pre)
+        timings.seconds["track"] += t1 - t0
+        timings.seconds["align"] += time.perf_counter() - t1
+        return batch
+
+    def _infer(self, timings: Timings, call: Callable, *args) -> Iterator[tuple[Frame, Faces]]:
+        """Frames that ``call`` (the predictor's put or flush) answered, with ``faces.probs`` filled in."""
+        t0 = time.perf_counter()
+        answered = call(*args)
+        timings.seconds["infer"] += time.perf_counter() - t0
+        for (frame, faces), probs in answered:
+            faces.probs = probs
+            yield frame, faces
+
+    def _smooth(self, frame: Frame, faces: Faces, timings: Timings) -> Faces:
+        t0 = time.perf_counter()
+        self.smoother.update(faces, frame.timestamp_s)
+        timings.seconds["smooth"] += time.perf_counter() - t0
+        return faces
 
     def _detect_ahead(self, source: Source, out: queue.Queue, stop: threading.Event, timings: Timings) -> None:
         item: object = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import signal
 import subprocess
@@ -56,10 +57,12 @@ def test_a_video_gives_csv_video_summary_and_plot(shared: Path, tiny_model: Path
 
 
 def test_bench_prints_and_saves_stage_timings(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
-    result = emocam("bench", shared / "videos" / "single_face.mp4", "--model", tiny_model, "--json", tmp_path / "b.json")
+    result = emocam("bench", shared / "videos" / "single_face.mp4", "--model", tiny_model, "--json",
+                    tmp_path / "b.json", "--backend", "onnxruntime", "--device", "0", "--batch-frames", "4")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "b.json").read_text())
     assert report["frames"] == 72 and report["fps"] > 0
+    assert report["backend"] == "onnxruntime" and report["batch_frames"] == 4
     assert set(report["ms_per_frame"]) == {"decode", "detect", "track", "align", "infer", "smooth", "write"}
     assert "fps" in result.stdout and "detect" in result.stdout
 
@@ -96,6 +99,8 @@ def test_user_errors_are_one_line(shared: Path, tiny_model: Path, bad_models: di
         (("--video", video, "--no-display", "--model", bad_models["corrupt"]), "is not a readable ONNX model"),
         (("--video", video, "--no-display", "--model", bad_models["bare"]), "has no 'emocam' metadata"),
         (("--video", video, *model, "--backend", "nosuch"), "unknown backend 'nosuch'"),
+        (("--video", video, *model, "--batch-frames", "0"), "--batch-frames"),
+        (("--video", video, *model, "--device", "-1"), "--device"),
         (("--video", video, *model, "--detector", "far"), "unknown detector 'far'"),
         (("--video", video, *model, "--csv", tmp_path / "no" / "f.csv"), "does not exist"),
         (("--video", video, *model, "--tau", "-1"), "--tau"),
@@ -105,6 +110,15 @@ def test_user_errors_are_one_line(shared: Path, tiny_model: Path, bad_models: di
     ]
     for args, says in cases:
         assert_one_line_error(emocam(*args), says)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_a_backend_that_is_not_installed_says_so(shared: Path, tiny_model: Path) -> None:
+    video = shared / "videos" / "single_face.mp4"
+    for args in (("--video", video, "--no-display"), ("bench", video, "--device", "1")):
+        result = emocam(*args, "--model", tiny_model, "--backend", "tensorrt")
+        assert_one_line_error(result, "TensorRT is not installed; pip install tensorrt")
+        assert result.returncode == 2
 
 
 @pytest.mark.skipif(default_model().is_file(), reason="a model is shipped")

@@ -14,7 +14,7 @@ import typer
 
 from .contract import ModelError
 from .detect import MIN_SCORE, RANGES, FaceDetector
-from .engines import BACKENDS, BackendError, open_backend
+from .engines import BACKENDS, BackendError, open_backend, throughput
 from .pipeline import STAGES, Pipeline, Timings
 from .sinks import CsvSink, ProgressBar, SinkError, Summary, VideoSink, Window, writable
 from .smooth import Smoother
@@ -33,6 +33,9 @@ BatchFramesOpt = Annotated[int, typer.Option("--batch-frames", min=1, help="vide
 DetectorOpt = Annotated[str, typer.Option("--detector", help="BlazeFace range: short (faces within 2 m), full (far faces) or both")]
 MinScoreOpt = Annotated[float, typer.Option("--min-score", min=0.0, max=1.0, help="lowest detector score taken as a face")]
 
+# Batch sizes at which bench times the classifier alone, and for how long each.
+MODEL_BATCHES = (1, 8, 64)
+MODEL_SECONDS = 1.0
 # Files send eight frames' faces per model call: less model time per face than one frame a call, even on the CPU.
 BATCH_FRAMES = 8
 
@@ -129,26 +132,31 @@ def bench(
     detector: DetectorOpt = "short",
     min_score: MinScoreOpt = MIN_SCORE,
 ) -> None:
-    """Time every stage headless on a video: ms per frame per stage and end-to-end fps."""
+    """Time every stage headless on a video (ms per frame per stage, end-to-end fps), then the classifier alone."""
     if json_out is not None:
         writable(json_out)
     with ExitStack() as stack:
         src = stack.enter_context(open_source(video, live=False))
         pipeline = build_pipeline(stack, model, backend, device, detector, min_score)
         timings = pipeline.run(src, batch_frames=batch_frames)
-    print(bench_table(timings))
+    rates = throughput(pipeline.backend, MODEL_BATCHES, MODEL_SECONDS)
+    print(bench_table(timings, pipeline.backend.name, rates))
     if json_out is not None:
         report = {"video": str(video), "model": str(model or default_model()), "backend": pipeline.backend.name,
-                  "device": device, "batch_frames": batch_frames, "detector": detector, **timings.to_dict()}
+                  "device": device, "batch_frames": batch_frames, "detector": detector, **timings.to_dict(),
+                  "classifier": {"ms_per_face_batch1": round(1e3 / rates[1], 4),
+                                 "faces_per_s": {str(n): round(r, 1) for n, r in rates.items()}}}
         json_out.write_text(json.dumps(report, indent=2) + "\n")
 
 
-def bench_table(t: Timings) -> str:
-    """Benchmark figures as text: one line per stage, then end to end."""
+def bench_table(t: Timings, backend: str, rates: dict[int, float]) -> str:
+    """Benchmark figures as text: one line per stage, end to end, then the classifier alone at each batch size."""
     ms = t.ms_per_frame()
     lines = [f"{t.frames} frames, {t.faces} faces", f"{'stage':<8} {'ms/frame':>9}"]
     lines += [f"{stage:<8} {ms[stage]:>9.3f}" for stage in STAGES]
     lines.append(f"{'e2e':<8} {1e3 * t.wall_s / max(t.frames, 1):>9.3f}   ({t.fps:.1f} fps; stages overlap in threads)")
+    lines += ["", f"classifier alone ({backend})", f"{'batch':<8} {'faces/s':>9} {'ms/face':>9}"]
+    lines += [f"{n:<8} {r:>9.1f} {1e3 / r:>9.3f}" for n, r in rates.items()]
     return "\n".join(lines)
 
 

@@ -56,7 +56,7 @@ def test_a_video_gives_csv_video_summary_and_plot(shared: Path, tiny_model: Path
     assert (tmp_path / "a.mp4").stat().st_size > 10_000 and (tmp_path / "p.png").stat().st_size > 10_000
 
 
-def test_bench_prints_and_saves_stage_timings(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
+def test_bench_prints_and_saves_stage_and_classifier_timings(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
     result = emocam("bench", shared / "videos" / "single_face.mp4", "--model", tiny_model, "--json",
                     tmp_path / "b.json", "--backend", "onnxruntime", "--device", "0", "--batch-frames", "4")
     assert result.returncode == 0, result.stderr
@@ -64,7 +64,10 @@ def test_bench_prints_and_saves_stage_timings(shared: Path, tiny_model: Path, tm
     assert report["frames"] == 72 and report["fps"] > 0
     assert report["backend"] == "onnxruntime" and report["batch_frames"] == 4
     assert set(report["ms_per_frame"]) == {"decode", "detect", "track", "align", "infer", "smooth", "write"}
-    assert "fps" in result.stdout and "detect" in result.stdout
+    classifier = report["classifier"]
+    assert set(classifier["faces_per_s"]) == {"1", "8", "64"} and all(r > 0 for r in classifier["faces_per_s"].values())
+    assert classifier["ms_per_face_batch1"] == pytest.approx(1e3 / classifier["faces_per_s"]["1"], rel=1e-2)
+    assert "fps" in result.stdout and "detect" in result.stdout and "classifier alone (onnxruntime)" in result.stdout
 
 
 def test_ctrl_c_leaves_a_valid_csv(shared: Path, tiny_model: Path, tmp_path: Path) -> None:

@@ -83,8 +83,8 @@ def test_missing_imagenet_weights_is_an_error_not_random_init(tmp_path):
 
 
 def test_tiny_cascade_stage2_starts_from_stage1(fer_csv, small_target, tmp_path):
-    common = dict(fer=fer_csv, target=small_target, epochs=1, batch=32, lr=0.01, threads=2)
-    s1 = StageConfig(out=tmp_path / "s1", data="fer32", limit=256, **common)
+    common = dict(fer=fer_csv, target=small_target, epochs=1, batch=32, lr=0.01, threads=2, limit=256)
+    s1 = StageConfig(out=tmp_path / "s1", data="fer32", **common)
     s2 = StageConfig(out=tmp_path / "s2", data="target", init="stage1", **common)
     best2 = cascade(s1, s2)
     ckpt2 = torch.load(best2, weights_only=False)

@@ -99,11 +99,16 @@ def load_splits(cfg: StageConfig, pre: Preprocess) -> Splits:
         train, val = FaceSet.concat([fer["train"], target["train"]], "fer32+target/train"), target["val"]
     if target is not None:
         tests["target/val"] = target["val"]
-    if cfg.limit:  # a small, class-stratified-enough random subset for quick runs
-        pick = np.random.default_rng(cfg.seed).permutation(len(train))[:cfg.limit]
-        train = FaceSet(train.images[pick], train.labels[pick], train.name,
-                        None if train.soft is None else train.soft[pick])
+    if cfg.limit:  # quick runs: a random subset of at most ``limit`` faces of every split
+        rng = np.random.default_rng(cfg.seed)
+        train, val = _subset(train, cfg.limit, rng), _subset(val, cfg.limit, rng)
+        tests = {name: _subset(s, cfg.limit, rng) for name, s in tests.items()}
     return Splits(train, val, tests)
+
+
+def _subset(faces: FaceSet, n: int, rng: np.random.Generator) -> FaceSet:
+    pick = rng.permutation(len(faces))[:n]
+    return FaceSet(faces.images[pick], faces.labels[pick], faces.name, None if faces.soft is None else faces.soft[pick])
 
 
 def seed_everything(seed: int) -> None:

@@ -18,7 +18,7 @@ emotrain combined --fer "$fer" --target "$wild" --out "$runs/combined" --lr 0.01
 declare -A scheme=([single]="$runs/single" [fer]="$runs/cascade/stage1" [cascade]="$runs/cascade/stage2" [combined]="$runs/combined")
 for name in single fer cascade combined; do
   dir=${scheme[$name]}
-  emotrain export "$dir/best.pt" --out "$dir/model.onnx"
+  emotrain export "$dir/best.pt" --out "$dir/model.onnx" --fer "$fer"
   emotrain evaluate "$dir/model.onnx" --fer "$fer" --split PrivateTest --out "$runs/comparison/$name-fer" > /dev/null
   emotrain evaluate "$dir/model.onnx" --folder "$wild/val" --out "$runs/comparison/$name-wild" > /dev/null
 done

@@ -110,7 +110,7 @@ def test_train_and_live_preprocessing_are_identical(small_target, pre48):
     first = sorted((small_target / "val").glob("*/*.jpg"))
     first = [f for f in first if str(f.relative_to(small_target / "val")) not in report.no_face][0]
     image = cv2.imread(str(first))
-    with FaceDetector(range="both") as detect:
+    with FaceDetector(range="both", min_score=D.TARGET_MIN_SCORE) as detect:
         live = detect(image)
     k = int(np.argmax(live.boxes[:, 2] * live.boxes[:, 3]))
     crop = crop_face(image, live.eyes[k, 0], live.eyes[k, 1], pre48)

@@ -61,14 +61,20 @@ def _run(action):
         fail("interrupted; rerun with --resume to continue from the last checkpoint", 130)
 
 
-def _export(best: Path, onnx_path: Path) -> None:
-    """ONNX (checked against PyTorch), the torch program beside it, and a TensorRT engine where TensorRT runs."""
+def _export(best: Path, onnx_path: Path, fer: Path | None = None) -> None:
+    """ONNX (checked against PyTorch on the checkpoint's validation faces, or FER-2013 PrivateTest faces
+    with ``fer``), the torch program beside it, and a TensorRT engine where TensorRT runs."""
     from realtime.engines import BackendError
 
     from .engine import build_engine, export_program
-    from .export import export_onnx
+    from .export import export_onnx, load_checkpoint
 
-    print(f"exported {export_onnx(best, onnx_path)}")
+    faces = None
+    if fer is not None:
+        from .evaluate import fer_split
+
+        faces = fer_split(fer, "PrivateTest", load_checkpoint(best)[1].pre).images[:64]
+    print(f"exported {export_onnx(best, onnx_path, faces)}")
     print(f"torch program {export_program(best, onnx_path)}")
     try:
         print(f"TensorRT engine {build_engine(onnx_path)}")
@@ -165,9 +171,11 @@ def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
 
 @app.command("export")
 def export_cmd(checkpoint: Annotated[Path, typer.Argument(help="a stage's best.pt")],
-               out: Annotated[Path, typer.Option(help="ONNX file to write")] = Path("model.onnx")) -> None:
+               out: Annotated[Path, typer.Option(help="ONNX file to write")] = Path("model.onnx"),
+               fer: Annotated[Optional[Path], typer.Option(help="check on FER-2013 PrivateTest faces from this csv")] = None,
+               ) -> None:
     """ONNX with a dynamic batch axis and the preprocessing contract, checked against PyTorch on real faces."""
-    _run(lambda: _export(checkpoint, out))
+    _run(lambda: _export(checkpoint, out, fer))
 
 
 @app.command()

@@ -72,7 +72,7 @@ def export_onnx(checkpoint: Path, out: Path, faces: np.ndarray | None = None) ->
     if faces is None:
         faces = ckpt.get("sample_faces")
     if faces is None or not len(faces):
-        raise ValueError(f"{checkpoint} stores no sample faces; pass real faces to check the export against")
+        raise ValueError(f"{checkpoint} stores no sample faces; pass --fer to check the export on FER-2013 faces")
     x = to_tensor(faces, pre)
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()

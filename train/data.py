@@ -207,7 +207,7 @@ def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tu
     if cached.is_file():
         with np.load(cached) as z:
             report = TargetReport(int(z["n_images"]), [str(s) for s in z["no_face"]])
-            return FaceSet(z["images"], z["labels"], root.name), report
+            return FaceSet(z["images"], z["labels"], f"{root.parent.name}/{root.name}"), report
     crops, labels, no_face = [], [], []
     with FaceDetector(range=detector_range, min_score=TARGET_MIN_SCORE) as detect:
         for label, f in files:
@@ -224,7 +224,7 @@ def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tu
     images = np.stack(crops)
     labels_arr = np.array(labels, np.int64)
     np.savez(cached, images=images, labels=labels_arr, n_images=len(files), no_face=np.array(no_face, dtype=str))
-    return FaceSet(images, labels_arr, root.name), TargetReport(len(files), no_face)
+    return FaceSet(images, labels_arr, f"{root.parent.name}/{root.name}"), TargetReport(len(files), no_face)
 
 
 def describe(report: TargetReport, root: Path, out=sys.stderr) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.align import to_tensor
+from realtime.contract import read_contract
 from realtime.engines import open_backend
 
 from .data import CLASSES, FER_USAGES, DataError, FaceSet, prepare_all, describe, load_target, read_fer_csv, read_fer_folders
@@ -38,7 +39,7 @@ def evaluate_model(model: Path, faces: FaceSet, backend: str = "onnxruntime", ba
 
 def load_for(model: Path, fer: Path | None, split: str, folder: Path | None) -> FaceSet:
     """The evaluation faces, preprocessed with the model's own contract."""
-    pre = open_backend(model).contract.pre
+    pre = read_contract(model).pre
     if folder is not None:
         faces, report = load_target(folder, pre)
         describe(report, folder)

@@ -19,7 +19,7 @@ from realtime.align import crop_face, to_tensor  # noqa: E402
 from realtime.detect import FaceDetector  # noqa: E402
 from train import data as D  # noqa: E402
 from train.export import export_onnx, load_checkpoint  # noqa: E402
-from train.fit import StageConfig, _initial_model, cascade, run_stage, to_input  # noqa: E402
+from train.fit import StageConfig, _initial_model, augment, cascade, run_stage, to_input  # noqa: E402
 from train.models import WeightsError, build_model, imagenet_state_dict  # noqa: E402
 
 
@@ -73,6 +73,25 @@ def test_imagenet_weights_and_gray_first_conv():
     gray = torch.rand(1, 1, 48, 48)
     rgb_model = build_model("mobilenet_v2", 7, channels=3, init="imagenet")
     assert torch.allclose(conv(gray), rgb_model.features[0][0](gray.repeat(1, 3, 1, 1)), atol=1e-5)
+
+
+def test_upsampling_mobilenet_is_mobilenet_on_twice_the_side():
+    plain = build_model("mobilenet_v2", 7, channels=1, init="imagenet").eval()
+    x2 = build_model("mobilenet_v2_x2", 7, channels=1, init="scratch").eval()
+    x2.load_state_dict(plain.state_dict())  # same parameters, so mobilenet_v2 checkpoints load as they are
+    face = torch.rand(2, 1, 48, 48)
+    with torch.no_grad():
+        big = torch.nn.functional.interpolate(face, size=96, mode="bilinear", align_corners=False)
+        assert torch.allclose(x2(face), plain(big), atol=1e-5)
+        assert not torch.allclose(x2(face), plain(face), atol=1e-2)
+
+
+def test_erasing_blanks_one_rectangle_in_the_chosen_share_of_faces():
+    faces = torch.ones(400, 1, 48, 48)
+    assert (augment(faces, torch.Generator().manual_seed(0)) != 0).all()
+    erased = (augment(faces, torch.Generator().manual_seed(0), erase=0.5) == 0).float().mean((1, 2, 3))
+    assert 0.4 < (erased > 0).float().mean() < 0.6
+    assert erased[erased > 0].min() > 0.01 and erased.max() < 0.3
 
 
 def test_missing_imagenet_weights_is_an_error_not_random_init(tmp_path):

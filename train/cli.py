@@ -16,7 +16,7 @@ Fer = Annotated[Optional[Path], typer.Option(help="FER-2013 csv (.csv or .csv.gz
 FerPlus = Annotated[Optional[Path], typer.Option(help="FER+ votes (fer2013new.csv) to train on soft targets")]
 Target = Annotated[Optional[Path], typer.Option(help="target set folder with train/<class>/ and val/<class>/")]
 Out = Annotated[Path, typer.Option(help="run folder for checkpoints, reports and the exported model")]
-Arch = Annotated[str, typer.Option(help="mobilenet_v2, alexnet or vgg_m")]
+Arch = Annotated[str, typer.Option(help="mobilenet_v2, mobilenet_v2_x2 (upsamples its input 2x), alexnet or vgg_m")]
 Size = Annotated[Optional[int], typer.Option(help="input side in pixels (default: the architecture's)")]
 Weights = Annotated[Optional[Path], typer.Option(help="ImageNet state dict to use instead of torchvision's")]
 Epochs = Annotated[int, typer.Option(help="epochs")]
@@ -26,6 +26,7 @@ Batch = Annotated[int, typer.Option(help="batch size")]
 Momentum = Annotated[float, typer.Option(help="SGD momentum")]
 Decay = Annotated[float, typer.Option(help="weight decay")]
 Balance = Annotated[bool, typer.Option(help="sample classes evenly (disgust is 1.5% of FER-2013)")]
+Erase = Annotated[float, typer.Option(help="share of training faces that get a random rectangle erased")]
 Limit = Annotated[Optional[int], typer.Option(help="train on a random subset of this many faces (quick runs)")]
 Seed = Annotated[int, typer.Option(help="random seed")]
 Resume = Annotated[bool, typer.Option(help="continue from the run folder's last checkpoints")]
@@ -86,11 +87,11 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, out
             arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
             epochs1: Epochs = 20, lr1: Lr = 1e-3, epochs2: Epochs = 20, lr2: Lr = 1e-3, step: Step = 10,
             batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
-            limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
+            erase: Erase = 0.0, limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
             threads: Threads = None, export: Export = True) -> None:
     """The cascade: ImageNet -> FER-2013 (FER32) -> target set, then export."""
     common = dict(arch=arch, size=size, batch=batch, momentum=momentum, weight_decay=weight_decay, step=step,
-                  balance=balance, seed=seed, device=device, threads=threads, fer=fer, target=target)
+                  balance=balance, erase=erase, seed=seed, device=device, threads=threads, fer=fer, target=target)
     s1 = _stage(out=out / "stage1", data="fer32", ferplus=ferplus, init="imagenet", weights=weights, epochs=epochs1,
                 lr=lr1, limit=limit, **common)
     s2 = _stage(out=out / "stage2", data="target", init="stage1", epochs=epochs2, lr=lr2, select="acc", **common)
@@ -104,13 +105,13 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, out
 @app.command()
 def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "mobilenet_v2", size: Size = None,
            weights: Weights = None, epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64,
-           momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False, seed: Seed = 0,
-           resume: Resume = False, device: Device = "auto", threads: Threads = None, fer: Fer = None,
+           momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0,
+           seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None, fer: Fer = None,
            export: Export = False) -> None:
     """ImageNet -> target set directly (one stage); with --fer it is also scored on FER-2013 PrivateTest."""
     cfg = _stage(out=out, data="target", target=target, fer=fer, arch=arch, size=size, init="imagenet", weights=weights,
                  epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum, weight_decay=weight_decay,
-                 balance=balance, seed=seed, device=device, threads=threads)
+                 balance=balance, erase=erase, seed=seed, device=device, threads=threads)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))
@@ -122,13 +123,13 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "
 def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, out: Out = Path("runs/combined"),
              arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None, epochs: Epochs = 20,
              lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
-             weight_decay: Decay = 5e-4, balance: Balance = False, limit: Limit = None, seed: Seed = 0,
-             resume: Resume = False, device: Device = "auto", threads: Threads = None,
+             weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0, limit: Limit = None,
+             seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None,
              export: Export = False) -> None:
     """ImageNet -> FER32 and the target set's train split together, in one stage."""
     cfg = _stage(out=out, data="combined", fer=fer, target=target, ferplus=ferplus, arch=arch, size=size,
                  init="imagenet", weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
-                 weight_decay=weight_decay, balance=balance, limit=limit, seed=seed, device=device, threads=threads)
+                 weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed, device=device, threads=threads)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))
@@ -138,14 +139,15 @@ def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ou
 
 @app.command()
 def fer(fer: Fer = None, ferplus: FerPlus = None, target: Target = None, out: Out = Path("runs/fer"), variant: str = "fer32",
-        arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None, epochs: Epochs = 20,
-        lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4,
-        balance: Balance = False, limit: Limit = None, seed: Seed = 0, resume: Resume = False,
-        device: Device = "auto", threads: Threads = None, export: Export = False) -> None:
-    """ImageNet -> FER-2013 only (FER28 or FER32); with --target it is also scored on the target set."""
-    cfg = _stage(out=out, data=variant, fer=fer, ferplus=ferplus, target=target, arch=arch, size=size, init="imagenet",
+        arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
+        init: Annotated[str, typer.Option(help="imagenet, or a checkpoint (best.pt) to continue from")] = "imagenet",
+        epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
+        weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0, limit: Limit = None, seed: Seed = 0,
+        resume: Resume = False, device: Device = "auto", threads: Threads = None, export: Export = False) -> None:
+    """FER-2013 only (FER28 or FER32), from ImageNet or a checkpoint; with --target also scored on the target set."""
+    cfg = _stage(out=out, data=variant, fer=fer, ferplus=ferplus, target=target, arch=arch, size=size, init=init,
                  weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
-                 weight_decay=weight_decay, balance=balance, limit=limit, seed=seed, device=device, threads=threads)
+                 weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed, device=device, threads=threads)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))

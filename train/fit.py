@@ -48,6 +48,7 @@ class StageConfig:
     gamma: float = 0.1
     balance: bool = False
     augment: bool = True
+    erase: float = 0.0
     select: str = "acc"
     limit: int | None = None
     seed: int = 0
@@ -117,8 +118,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Face-friendly augmentation of a (N, 1, S, S) batch: mirror, small rotation, scale and shift."""
+def augment(x: torch.Tensor, gen: torch.Generator, erase: float = 0.0) -> torch.Tensor:
+    """Face-friendly augmentation of a (N, 1, S, S) batch: mirror, small rotation, scale and shift; with
+    ``erase`` > 0, that share of the faces also gets a random rectangle (2-25% of the face) set to the mean."""
     n = x.shape[0]
     rand = lambda lo, hi: torch.rand(n, generator=gen) * (hi - lo) + lo  # noqa: E731
     angle = rand(-10, 10) * math.pi / 180
@@ -128,7 +130,18 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     theta = torch.stack([torch.stack([cos * flip, -sin, rand(-0.08, 0.08)], 1),
                          torch.stack([sin * flip, cos, rand(-0.08, 0.08)], 1)], 1)
     grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if erase > 0:
+        side = x.shape[-1]
+        area, aspect = rand(0.02, 0.25), torch.exp(rand(math.log(0.5), math.log(2.0)))
+        h, w = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
+        top, left = rand(0, 1) * (1 - h), rand(0, 1) * (1 - w)
+        pos = (torch.arange(side) + 0.5) / side
+        rows = (pos[None] >= top[:, None]) & (pos[None] < (top + h)[:, None])
+        cols = (pos[None] >= left[:, None]) & (pos[None] < (left + w)[:, None])
+        hit = (rows[:, :, None] & cols[:, None, :]) & (torch.rand(n, generator=gen) < erase)[:, None, None]
+        x = x.masked_fill(hit[:, None].to(x.device), 0.0)  # 0 is the normalised mean
+    return x
 
 
 def to_input(images: np.ndarray, pre: Preprocess, device: torch.device) -> torch.Tensor:
@@ -141,7 +154,8 @@ def predict(model: torch.nn.Module, images: np.ndarray, pre: Preprocess, device:
             batch: int = 256) -> np.ndarray:
     """Class probabilities (N, K) for uint8 faces."""
     model.eval()
-    out = [F.softmax(model(to_input(images[i:i + batch], pre, device)), 1).cpu().numpy()
+    out = [F.softmax(model(to_input(images[i:i + batch], pre, device).contiguous(memory_format=torch.channels_last)),
+                     1).cpu().numpy()
            for i in range(0, len(images), batch)]
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
@@ -169,7 +183,7 @@ def _initial_model(cfg: StageConfig) -> tuple[torch.nn.Module, dict]:
     if cfg.init in ("imagenet", "scratch"):
         return build_model(cfg.arch, len(CLASSES), 1, cfg.init, cfg.weights), {"init": cfg.init}
     ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
-    model = build_model(ckpt["config"]["arch"], len(CLASSES), 1, "scratch")
+    model = build_model(cfg.arch, len(CLASSES), 1, "scratch")
     model.load_state_dict(ckpt["model"])
     return model, {"init": str(cfg.init), "init_epoch": ckpt["epoch"], "init_stage": ckpt["config"]["data"]}
 
@@ -185,7 +199,7 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
     pre = cfg.preprocess()
     splits = load_splits(cfg, pre)
     model, origin = _initial_model(cfg)
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last)  # 2-3x faster convolutions on the CPU
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step, gamma=cfg.gamma)
     contract = ModelContract(CLASSES, pre, {"arch": cfg.arch})
@@ -220,8 +234,8 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
                 continue
             x = to_input(train.images[idx], pre, device)
             if cfg.augment:
-                x = augment(x, gen)
-            loss = F.cross_entropy(model(x), targets[idx].to(device))
+                x = augment(x, gen, cfg.erase)
+            loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), targets[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.models import AlexNet, MobileNetV2
 
 # Default input side per architecture: the small backbones run on FER-2013's native 48 px, the paper's
 # networks on the 224 px they were pre-trained at.
-INPUT_SIZE = {"mobilenet_v2": 48, "alexnet": 224, "vgg_m": 224}
+INPUT_SIZE = {"mobilenet_v2": 48, "mobilenet_v2_x2": 48, "alexnet": 224, "vgg_m": 224}
 ARCHS = tuple(INPUT_SIZE)
 
 # ImageNet weights by architecture: torchvision's release file (its name ends in a sha256 prefix).
@@ -19,6 +20,9 @@ IMAGENET_URL = {
     "mobilenet_v2": "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
     "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
 }
+
+# Architectures that share another's parameters (and so its ImageNet weights and checkpoints).
+SAME_WEIGHTS = {"mobilenet_v2_x2": "mobilenet_v2"}
 
 
 class WeightsError(Exception):
@@ -41,13 +45,25 @@ def vgg_m_2048(num_classes: int = 1000) -> nn.Sequential:
     )
 
 
-def _backbone(arch: str) -> nn.Module:
-    import torchvision
+class MobileNetV2x2(MobileNetV2):
+    """MobileNetV2 that doubles the side of its input (bilinear) before the first convolution.
 
+    It takes the same 48 px crops as FER-2013's own faces, so live crops stay exactly like the training data,
+    while the network ends on a 3x3 rather than a 2x2 feature map. Its parameters are MobileNetV2's, so
+    ImageNet weights and mobilenet_v2 checkpoints load into it unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
+
+
+def _backbone(arch: str) -> nn.Module:
     if arch == "mobilenet_v2":
-        return torchvision.models.mobilenet_v2()
+        return MobileNetV2()
+    if arch == "mobilenet_v2_x2":
+        return MobileNetV2x2()
     if arch == "alexnet":
-        return torchvision.models.alexnet()
+        return AlexNet()
     if arch == "vgg_m":
         return vgg_m_2048()
     raise ValueError(f"unknown architecture '{arch}'; choose one of {', '.join(ARCHS)}")
@@ -97,7 +113,7 @@ def _offline_copy(filename: str) -> Path | None:
 
 def imagenet_state_dict(arch: str) -> dict:
     """torchvision's ImageNet weights from the torch hub cache, an installed offline copy, or a download."""
-    url = IMAGENET_URL.get(arch)
+    url = IMAGENET_URL.get(SAME_WEIGHTS.get(arch, arch))
     if url is None:
         raise WeightsError(f"no public ImageNet weights are known for '{arch}'; pass --weights FILE (a state dict)")
     filename = url.rsplit("/", 1)[1]

@@ -126,6 +126,22 @@ def test_fp16_onnx_for_tensorrt_keeps_float32_io_and_the_answers(model: Path, fa
     assert float(np.abs(got - reference).max()) <= FP16
 
 
+def test_mirror_export_averages_each_face_with_its_mirror_image(model: Path, faces: np.ndarray,
+                                                               reference: np.ndarray, tmp_path: Path) -> None:
+    from train.engine import export_program
+    from train.export import export_onnx
+
+    mirrored = export_onnx(model.parent / "best.pt", tmp_path / "mirror.onnx", mirror=True)
+    assert read_contract(mirrored).info["mirror"] is True
+    x = to_tensor(faces, Preprocess(48))
+    flipped = np.ascontiguousarray(x[..., ::-1])
+    got = OnnxRuntimeBackend(mirrored).predict(x)
+    np.testing.assert_allclose(got, (reference + OnnxRuntimeBackend(model).predict(flipped)) / 2, atol=1e-5)
+    np.testing.assert_allclose(OnnxRuntimeBackend(mirrored).predict(flipped), got, atol=1e-5)
+    program = TorchBackend(export_program(model.parent / "best.pt", mirrored), "cpu")
+    np.testing.assert_allclose(program.predict(x), got, atol=FP32)
+
+
 def test_tensorrt_without_tensorrt_says_what_to_install(model: Path) -> None:
     try:
         import tensorrt  # noqa: F401

@@ -61,7 +61,7 @@ def _run(action):
         fail("interrupted; rerun with --resume to continue from the last checkpoint", 130)
 
 
-def _export(best: Path, onnx_path: Path, fer: Path | None = None) -> None:
+def _export(best: Path, onnx_path: Path, fer: Path | None = None, mirror: bool = False) -> None:
     """ONNX (checked against PyTorch on the checkpoint's validation faces, or FER-2013 PrivateTest faces
     with ``fer``), the torch program beside it, and a TensorRT engine where TensorRT runs."""
     from realtime.engines import BackendError
@@ -74,7 +74,7 @@ def _export(best: Path, onnx_path: Path, fer: Path | None = None) -> None:
         from .evaluate import fer_split
 
         faces = fer_split(fer, "PrivateTest", load_checkpoint(best)[1].pre).images[:64]
-    print(f"exported {export_onnx(best, onnx_path, faces)}")
+    print(f"exported {export_onnx(best, onnx_path, faces, mirror)}")
     print(f"torch program {export_program(best, onnx_path)}")
     try:
         print(f"TensorRT engine {build_engine(onnx_path)}")
@@ -174,9 +174,10 @@ def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
 def export_cmd(checkpoint: Annotated[Path, typer.Argument(help="a stage's best.pt")],
                out: Annotated[Path, typer.Option(help="ONNX file to write")] = Path("model.onnx"),
                fer: Annotated[Optional[Path], typer.Option(help="check on FER-2013 PrivateTest faces from this csv")] = None,
+               mirror: Annotated[bool, typer.Option(help="average each face with its mirror image (twice the cost)")] = False,
                ) -> None:
     """ONNX with a dynamic batch axis and the preprocessing contract, checked against PyTorch on real faces."""
-    _run(lambda: _export(checkpoint, out, fer))
+    _run(lambda: _export(checkpoint, out, fer, mirror))
 
 
 @app.command()

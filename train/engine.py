@@ -155,7 +155,8 @@ def export_program(checkpoint: Path, onnx_path: Path) -> Path:
     pre = contract.pre
     batch = torch.export.Dim("batch", min=1, max=4096)
     example = torch.zeros(2, pre.channels, pre.size, pre.size)
-    program = torch.export.export(Probabilities(model).eval(), (example,), dynamic_shapes=({0: batch},))
+    net = Probabilities(model, bool(contract.info.get("mirror"))).eval()
+    program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
     out = Path(onnx_path).with_suffix(".pt2")
     torch.export.save(program, str(out), extra_files={METADATA_KEY: contract.to_json(),
                                                       PROGRAM_SHA_KEY: sha256(onnx_path)})

@@ -17,14 +17,20 @@ PARITY_TOLERANCE = 1e-4
 
 
 class Probabilities(torch.nn.Module):
-    """The classifier with its softmax, so that every backend returns probabilities."""
+    """The classifier with its softmax, so that every backend returns probabilities; with ``mirror``, the mean of
+    the probabilities for each face and its mirror image (one batch of twice the size)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, mirror: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.mirror = mirror
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x), dim=1)
+        if not self.mirror:
+            return torch.softmax(self.model(x), dim=1)
+        n = x.shape[0]
+        p = torch.softmax(self.model(torch.cat([x, x.flip(3)])), dim=1)
+        return (p[:n] + p[n:]) * 0.5
 
 
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelContract, dict]:
@@ -39,9 +45,9 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelContract, dict]:
     return model.eval(), contract, ckpt
 
 
-def export_onnx(checkpoint: Path, out: Path, faces: np.ndarray | None = None) -> Path:
+def export_onnx(checkpoint: Path, out: Path, faces: np.ndarray | None = None, mirror: bool = False) -> Path:
     """Write ``out`` (.onnx) and check it against PyTorch on ``faces`` (uint8 crops; by default the validation
-    faces stored in the checkpoint).
+    faces stored in the checkpoint). With ``mirror`` the model averages each face with its mirror image.
 
     Raises ValueError if ONNX Runtime and PyTorch differ by more than 1e-4 in any probability.
     """
@@ -52,7 +58,7 @@ def export_onnx(checkpoint: Path, out: Path, faces: np.ndarray | None = None) ->
 
     model, contract, ckpt = load_checkpoint(checkpoint)
     pre = contract.pre
-    net = Probabilities(model).eval()
+    net = Probabilities(model, mirror).eval()
     dummy = torch.zeros(1, pre.channels, pre.size, pre.size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +68,7 @@ def export_onnx(checkpoint: Path, out: Path, faces: np.ndarray | None = None) ->
         torch.onnx.export(net, dummy, str(tmp), input_names=["faces"], output_names=["probs"],
                           dynamic_axes={"faces": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17, dynamo=False)
     proto = onnx.load(str(tmp))
-    info = dict(contract.info, output="probs", best_epoch=ckpt.get("best_epoch"),
+    info = dict(contract.info, output="probs", mirror=mirror, best_epoch=ckpt.get("best_epoch"),
                 stage=ckpt["config"].get("data"), origin=ckpt.get("origin"))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, ModelContract(contract.classes, pre, info).to_json()

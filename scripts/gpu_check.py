@@ -1,7 +1,6 @@
 """On a GPU machine: run the backend parity test, measure every backend present, write docs/benchmarks.md.
 
-Usage: python scripts/gpu_check.py [--model MODEL.onnx] [--seconds 3]
-Without --model it measures MobileNetV2 at 48 px (ImageNet features, untrained head): speed does not depend on weights.
+Usage: python scripts/gpu_check.py [--model MODEL.onnx] [--seconds 3]      (default: the shipped engines/emocam.onnx)
 The parity test reads real faces from ../shared/data, $EMOCAM_DATA, or $EMOCAM_FACES (a .npy of 48x48 uint8 crops).
 """
 
@@ -9,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -23,30 +20,6 @@ sys.path.insert(0, str(ROOT))
 from realtime.engines import BackendError, TorchBackend, open_backend, open_tensorrt, throughput  # noqa: E402
 
 BATCHES = (1, 8, 64)
-
-
-def bench_model(folder: Path) -> Path:
-    """MobileNetV2 exported as emotrain does (model.onnx and model.pt2), from random weights for its head."""
-    import torch
-
-    from realtime.align import Preprocess
-    from realtime.contract import ModelContract
-    from train.engine import export_program
-    from train.export import export_onnx
-    from train.models import WeightsError, build_model
-
-    torch.manual_seed(0)
-    try:
-        net = build_model("mobilenet_v2", 7, 1, "imagenet")
-    except WeightsError:
-        net = build_model("mobilenet_v2", 7, 1, "scratch")
-    classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-    faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
-    torch.save({"model": net.state_dict(), "contract": ModelContract(classes, Preprocess(48), {}).to_json(),
-                "sample_faces": faces, "config": {"arch": "mobilenet_v2", "data": "bench"}}, folder / "best.pt")
-    onnx_path = export_onnx(folder / "best.pt", folder / "model.onnx")
-    export_program(folder / "best.pt", onnx_path)
-    return onnx_path
 
 
 def backends(model: Path):
@@ -79,7 +52,8 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="emocam ONNX (model.pt2 beside it for torch)")
+    parser.add_argument("--model", type=Path, default=ROOT / "engines" / "emocam.onnx",
+                        help="emocam ONNX (model.pt2 beside it for torch)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds measured per batch size")
     args = parser.parse_args()
     command = " ".join(["python", *sys.argv])
@@ -87,25 +61,22 @@ def main() -> None:
                            "tests/test_backends.py"], cwd=ROOT, capture_output=True, text=True)
     lines = [ln for ln in test.stdout.splitlines() if "test_backend_matches" in ln or ln.startswith(("SKIPPED", "FAILED"))
              or " passed" in ln or " failed" in ln]
-    with tempfile.TemporaryDirectory() as tmp:
-        model = args.model or bench_model(Path(tmp))
-        rows = []
-        for label, opener in backends(model):
-            try:
-                rates = throughput(opener(), BATCHES, args.seconds)
-                rows.append(f"| {label} | " + " | ".join(f"{rates[n]:,.0f}" for n in BATCHES) + " |")
-            except BackendError as e:
-                rows.append(f"| {label} | not here: {e} |" + " |" * (len(BATCHES) - 1))
-            except Exception as e:  # a backend that breaks is a result to record, not a reason to stop
-                rows.append(f"| {label} | FAILED: {type(e).__name__}: {str(e).splitlines()[0]} |" + " |" * (len(BATCHES) - 1))
-            print(rows[-1], flush=True)
+    rows = []
+    for label, opener in backends(args.model):
+        try:
+            rates = throughput(opener(), BATCHES, args.seconds)
+            rows.append(f"| {label} | " + " | ".join(f"{rates[n]:,.0f}" for n in BATCHES) + " |")
+        except BackendError as e:
+            rows.append(f"| {label} | not here: {e} |" + " |" * (len(BATCHES) - 1))
+        except Exception as e:  # a backend that breaks is a result to record, not a reason to stop
+            rows.append(f"| {label} | FAILED: {type(e).__name__}: {str(e).splitlines()[0]} |" + " |" * (len(BATCHES) - 1))
+        print(rows[-1], flush=True)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     report = [
         "# Inference backends: parity and throughput", "",
         f"Measured {now} with `{command}` on: {machine()}.", "",
-        f"Model: {args.model or 'MobileNetV2, 1x48x48 input, 7 classes (untrained head)'}. Faces per second through "
-        f"`realtime.engines.throughput` (numpy in, probabilities out, host-device copies included), {args.seconds:g} s "
-        "per batch size after 3 warm-up calls.", "",
+        f"Model: `{os.path.relpath(args.model, ROOT)}`. Faces per second through `realtime.engines.throughput` (numpy in, probabilities "
+        f"out, host-device copies included), {args.seconds:g} s per batch size after 3 warm-up calls.", "",
         "| backend | " + " | ".join(f"batch {n}" for n in BATCHES) + " |",
         "| --- |" + " ---: |" * len(BATCHES), *rows, "",
         f"## Parity with ONNX Runtime on CPU (`pytest tests/test_backends.py`, exit {test.returncode})", "",

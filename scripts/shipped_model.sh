@@ -15,5 +15,5 @@ emotrain cascade --fer "$fer" --target "$wild" --out "$runs/cascade" --lr1 0.01 
 emotrain fer --fer "$fer" --target "$wild" --arch mobilenet_v2_x2 --init "$runs/cascade/stage1/best.pt" \
   --epochs 24 --step 8 --lr 0.01 --erase 0.5 --out "$runs/fer_x2" --resume
 emotrain export "$runs/fer_x2/best.pt" --out "$engines/emocam.onnx" --fer "$fer" --mirror
-emotrain evaluate "$engines/emocam.onnx" --fer "$fer" --split PrivateTest --out "$runs/shipped/fer"
-emotrain evaluate "$engines/emocam.onnx" --folder "$wild/val" --out "$runs/shipped/wild"
+emotrain evaluate "$engines/emocam.onnx" --fer "$fer" --split PrivateTest --out docs/results/shipped-fer
+emotrain evaluate "$engines/emocam.onnx" --folder "$wild/val" --out docs/results/shipped-wild

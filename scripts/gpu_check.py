@@ -75,8 +75,9 @@ def main() -> None:
     report = [
         "# Inference backends: parity and throughput", "",
         f"Measured {now} with `{command}` on: {machine()}.", "",
-        f"Model: `{os.path.relpath(args.model, ROOT)}`. Faces per second through `realtime.engines.throughput` (numpy in, probabilities "
-        f"out, host-device copies included), {args.seconds:g} s per batch size after 3 warm-up calls.", "",
+        f"Model: `{os.path.relpath(args.model, ROOT)}`. Faces per second through `realtime.engines.throughput` "
+        f"(numpy in, probabilities out, host-device copies included), {args.seconds:g} s per batch size after 3 "
+        "warm-up calls.", "",
         "| backend | " + " | ".join(f"batch {n}" for n in BATCHES) + " |",
         "| --- |" + " ---: |" * len(BATCHES), *rows, "",
         f"## Parity with ONNX Runtime on CPU (`pytest tests/test_backends.py`, exit {test.returncode})", "",

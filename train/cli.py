@@ -129,7 +129,8 @@ def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ou
     """ImageNet -> FER32 and the target set's train split together, in one stage."""
     cfg = _stage(out=out, data="combined", fer=fer, target=target, ferplus=ferplus, arch=arch, size=size,
                  init="imagenet", weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
-                 weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed, device=device, threads=threads)
+                 weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed, device=device,
+                 threads=threads)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))
@@ -147,7 +148,8 @@ def fer(fer: Fer = None, ferplus: FerPlus = None, target: Target = None, out: Ou
     """FER-2013 only (FER28 or FER32), from ImageNet or a checkpoint; with --target also scored on the target set."""
     cfg = _stage(out=out, data=variant, fer=fer, ferplus=ferplus, target=target, arch=arch, size=size, init=init,
                  weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
-                 weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed, device=device, threads=threads)
+                 weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed, device=device,
+                 threads=threads)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))

@@ -154,9 +154,10 @@ def predict(model: torch.nn.Module, images: np.ndarray, pre: Preprocess, device:
             batch: int = 256) -> np.ndarray:
     """Class probabilities (N, K) for uint8 faces."""
     model.eval()
-    out = [F.softmax(model(to_input(images[i:i + batch], pre, device).contiguous(memory_format=torch.channels_last)),
-                     1).cpu().numpy()
-           for i in range(0, len(images), batch)]
+    out = []
+    for i in range(0, len(images), batch):
+        x = to_input(images[i:i + batch], pre, device).contiguous(memory_format=torch.channels_last)
+        out.append(F.softmax(model(x), 1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
 
@@ -235,7 +236,8 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
             x = to_input(train.images[idx], pre, device)
             if cfg.augment:
                 x = augment(x, gen, cfg.erase)
-            loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), targets[idx].to(device))
+            x = x.contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(model(x), targets[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

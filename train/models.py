@@ -16,13 +16,12 @@ INPUT_SIZE = {"mobilenet_v2": 48, "mobilenet_v2_x2": 48, "alexnet": 224, "vgg_m"
 ARCHS = tuple(INPUT_SIZE)
 
 # ImageNet weights by architecture: torchvision's release file (its name ends in a sha256 prefix).
+# mobilenet_v2_x2 has MobileNetV2's parameters, so it takes the same file.
 IMAGENET_URL = {
     "mobilenet_v2": "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+    "mobilenet_v2_x2": "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
     "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
 }
-
-# Architectures that share another's parameters (and so its ImageNet weights and checkpoints).
-SAME_WEIGHTS = {"mobilenet_v2_x2": "mobilenet_v2"}
 
 
 class WeightsError(Exception):
@@ -113,7 +112,7 @@ def _offline_copy(filename: str) -> Path | None:
 
 def imagenet_state_dict(arch: str) -> dict:
     """torchvision's ImageNet weights from the torch hub cache, an installed offline copy, or a download."""
-    url = IMAGENET_URL.get(SAME_WEIGHTS.get(arch, arch))
+    url = IMAGENET_URL.get(arch)
     if url is None:
         raise WeightsError(f"no public ImageNet weights are known for '{arch}'; pass --weights FILE (a state dict)")
     filename = url.rsplit("/", 1)[1]

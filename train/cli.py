@@ -14,9 +14,11 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 
 Fer = Annotated[Optional[Path], typer.Option(help="FER-2013 csv (.csv or .csv.gz) or folder with train/ and test/")]
 FerPlus = Annotated[Optional[Path], typer.Option(help="FER+ votes (fer2013new.csv) to train on soft targets")]
+Majority = Annotated[bool, typer.Option(help="with --ferplus: train on FER+'s most voted class instead")]
 Target = Annotated[Optional[Path], typer.Option(help="target set folder with train/<class>/ and val/<class>/")]
 Out = Annotated[Path, typer.Option(help="run folder for checkpoints, reports and the exported model")]
-Arch = Annotated[str, typer.Option(help="mobilenet_v2, mobilenet_v2_x2 (upsamples its input 2x), alexnet or vgg_m")]
+Arch = Annotated[str, typer.Option(help="mobilenet_v2, efficientnet_lite0, their _x2 forms (which upsample the input "
+                                         "2x inside), alexnet or vgg_m")]
 Size = Annotated[Optional[int], typer.Option(help="input side in pixels (default: the architecture's)")]
 Weights = Annotated[Optional[Path], typer.Option(help="ImageNet state dict to use instead of torchvision's")]
 Epochs = Annotated[int, typer.Option(help="epochs")]
@@ -83,7 +85,8 @@ def _export(best: Path, onnx_path: Path, fer: Path | None = None, mirror: bool =
 
 
 @app.command()
-def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, out: Out = Path("runs/cascade"),
+def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
+            out: Out = Path("runs/cascade"),
             arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
             epochs1: Epochs = 20, lr1: Lr = 1e-3, epochs2: Epochs = 20, lr2: Lr = 1e-3, step: Step = 10,
             batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
@@ -92,8 +95,8 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, out
     """The cascade: ImageNet -> FER-2013 (FER32) -> target set, then export."""
     common = dict(arch=arch, size=size, batch=batch, momentum=momentum, weight_decay=weight_decay, step=step,
                   balance=balance, erase=erase, seed=seed, device=device, threads=threads, fer=fer, target=target)
-    s1 = _stage(out=out / "stage1", data="fer32", ferplus=ferplus, init="imagenet", weights=weights, epochs=epochs1,
-                lr=lr1, limit=limit, **common)
+    s1 = _stage(out=out / "stage1", data="fer32", ferplus=ferplus, ferplus_majority=ferplus_majority, init="imagenet",
+                weights=weights, epochs=epochs1, lr=lr1, limit=limit, **common)
     s2 = _stage(out=out / "stage2", data="target", init="stage1", epochs=epochs2, lr=lr2, select="acc", **common)
     from .fit import cascade as run_cascade
 
@@ -120,14 +123,16 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "
 
 
 @app.command()
-def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, out: Out = Path("runs/combined"),
+def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
+             out: Out = Path("runs/combined"),
              arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None, epochs: Epochs = 20,
              lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
              weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0, limit: Limit = None,
              seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None,
              export: Export = False) -> None:
     """ImageNet -> FER32 and the target set's train split together, in one stage."""
-    cfg = _stage(out=out, data="combined", fer=fer, target=target, ferplus=ferplus, arch=arch, size=size,
+    cfg = _stage(out=out, data="combined", fer=fer, target=target, ferplus=ferplus, ferplus_majority=ferplus_majority,
+                 arch=arch, size=size,
                  init="imagenet", weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
                  weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed, device=device,
                  threads=threads)
@@ -139,14 +144,16 @@ def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ou
 
 
 @app.command()
-def fer(fer: Fer = None, ferplus: FerPlus = None, target: Target = None, out: Out = Path("runs/fer"), variant: str = "fer32",
+def fer(fer: Fer = None, ferplus: FerPlus = None, ferplus_majority: Majority = False, target: Target = None,
+        out: Out = Path("runs/fer"), variant: str = "fer32",
         arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
         init: Annotated[str, typer.Option(help="imagenet, or a checkpoint (best.pt) to continue from")] = "imagenet",
         epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
         weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0, limit: Limit = None, seed: Seed = 0,
         resume: Resume = False, device: Device = "auto", threads: Threads = None, export: Export = False) -> None:
     """FER-2013 only (FER28 or FER32), from ImageNet or a checkpoint; with --target also scored on the target set."""
-    cfg = _stage(out=out, data=variant, fer=fer, ferplus=ferplus, target=target, arch=arch, size=size, init=init,
+    cfg = _stage(out=out, data=variant, fer=fer, ferplus=ferplus, ferplus_majority=ferplus_majority, target=target,
+                 arch=arch, size=size, init=init,
                  weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
                  weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed, device=device,
                  threads=threads)

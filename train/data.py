@@ -119,9 +119,14 @@ def prepare_all(images: np.ndarray, pre: Preprocess) -> np.ndarray:
     return out
 
 
-def fer_sets(fer: Path, variant: str, pre: Preprocess, ferplus: Path | None = None) -> dict[str, FaceSet]:
+def fer_sets(fer: Path, variant: str, pre: Preprocess, ferplus: Path | None = None,
+             majority: bool = False) -> dict[str, FaceSet]:
     """FER-2013 splits as in the paper: 'fer28' trains on Training and validates on PublicTest; 'fer32' trains
-    on Training + PublicTest and validates on PrivateTest. 'test' is always PrivateTest."""
+    on Training + PublicTest and validates on PrivateTest. 'test' is always PrivateTest.
+
+    With ``ferplus`` the training faces get FER+ targets: the vote distribution, or with ``majority`` the
+    most voted class (ties go to the FER-2013 label). Faces without votes keep their label; validation and
+    test faces always keep theirs."""
     if variant not in ("fer28", "fer32"):
         raise ValueError(f"unknown FER variant '{variant}'; choose fer28 or fer32")
     fer = Path(fer)
@@ -134,7 +139,9 @@ def fer_sets(fer: Path, variant: str, pre: Preprocess, ferplus: Path | None = No
         votes = read_ferplus(ferplus, len(labels))
         total = votes.sum(1, keepdims=True)
         onehot = np.eye(len(CLASSES), dtype=np.float32)[labels]
-        soft = np.where(total > 0, votes / np.maximum(total, 1), onehot).astype(np.float32)
+        if majority:
+            votes = np.eye(len(CLASSES), dtype=np.float32)[(votes + 0.5 * onehot).argmax(1)]
+        soft = np.where(total > 0, votes / np.maximum(votes.sum(1, keepdims=True), 1), onehot).astype(np.float32)
     images = prepare_all(images, pre)
     train_usage = (0,) if variant == "fer28" else (0, 1)
     val_usage = 1 if variant == "fer28" else 2

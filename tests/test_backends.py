@@ -59,25 +59,29 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "emocam.onnx"
 
 
-@pytest.fixture(scope="module")
-def checkpoint(faces: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint as emotrain writes it, of the shipped architecture with ImageNet features, for export tests."""
+def write_checkpoint(path: Path, arch: str, pre: Preprocess, faces: np.ndarray) -> Path:
+    """A checkpoint as emotrain writes it, of ``arch`` with ImageNet features where they can be had."""
     import torch
 
     from train.models import WeightsError, build_model
 
     torch.manual_seed(0)
     try:
-        net = build_model(ARCH, len(CLASSES), 1, "imagenet")
+        net = build_model(arch, len(CLASSES), 1, "imagenet")
     except WeightsError:
-        net = build_model(ARCH, len(CLASSES), 1, "scratch")
+        net = build_model(arch, len(CLASSES), 1, "scratch")
     with torch.no_grad():
         # A fresh head answers near 1/7 for every class, which would make any two outputs look equal.
-        net.classifier[-1].weight *= 4.0
-    path = tmp_path_factory.mktemp("checkpoint") / "best.pt"
-    torch.save({"model": net.state_dict(), "contract": ModelContract(CLASSES, Preprocess(48), {}).to_json(),
-                "sample_faces": faces, "config": {"arch": ARCH, "data": "test"}}, path)
+        [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1].weight *= 4.0
+    torch.save({"model": net.state_dict(), "contract": ModelContract(CLASSES, pre, {}).to_json(),
+                "sample_faces": faces, "config": {"arch": arch, "data": "test"}}, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(faces: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of the shipped architecture, for export tests."""
+    return write_checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.pt", ARCH, Preprocess(48), faces)
 
 
 @pytest.fixture(scope="module")
@@ -138,16 +142,36 @@ def test_mirror_export_averages_each_face_with_its_mirror_image(checkpoint: Path
     from train.engine import export_program
     from train.export import export_onnx
 
-    plain = OnnxRuntimeBackend(export_onnx(checkpoint, tmp_path / "plain.onnx"))
-    mirrored = export_onnx(checkpoint, tmp_path / "mirror.onnx", mirror=True)
+    plain = OnnxRuntimeBackend(export_onnx([checkpoint], tmp_path / "plain.onnx"))
+    mirrored = export_onnx([checkpoint], tmp_path / "mirror.onnx", mirror=True)
     assert read_contract(mirrored).info["mirror"] is True
     x = to_tensor(faces, Preprocess(48))
     flipped = np.ascontiguousarray(x[..., ::-1])
     got = OnnxRuntimeBackend(mirrored).predict(x)
     np.testing.assert_allclose(got, (plain.predict(x) + plain.predict(flipped)) / 2, atol=1e-5)
     np.testing.assert_allclose(OnnxRuntimeBackend(mirrored).predict(flipped), got, atol=1e-5)
-    program = TorchBackend(export_program(checkpoint, mirrored), "cpu")
+    program = TorchBackend(export_program([checkpoint], mirrored), "cpu")
     np.testing.assert_allclose(program.predict(x), got, atol=FP32)
+
+
+def test_ensemble_export_averages_its_networks_each_in_its_own_normalisation(checkpoint: Path, faces: np.ndarray,
+                                                                              tmp_path: Path) -> None:
+    from train.engine import export_program
+    from train.export import export_onnx
+
+    lite_pre = Preprocess(48, mean=0.449, std=0.226)  # the first network's is 0.5, 0.5
+    lite = write_checkpoint(tmp_path / "lite.pt", "efficientnet_lite0", lite_pre, faces)
+    first = OnnxRuntimeBackend(export_onnx([checkpoint], tmp_path / "first.onnx"))
+    second = OnnxRuntimeBackend(export_onnx([lite], tmp_path / "second.onnx"))
+    both = export_onnx([checkpoint, lite], tmp_path / "both.onnx")
+    info = read_contract(both).info
+    assert info["arch"] == f"{ARCH}+efficientnet_lite0" and len(info["members"]) == 2
+    x = to_tensor(faces, first.contract.pre)
+    got = OnnxRuntimeBackend(both).predict(x)
+    expected = (first.predict(x) + second.predict(to_tensor(faces, lite_pre))) / 2
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert float(np.abs(first.predict(x) - second.predict(to_tensor(faces, lite_pre))).max()) > 1e-2
+    np.testing.assert_allclose(TorchBackend(export_program([checkpoint, lite], both), "cpu").predict(x), got, atol=FP32)
 
 
 def test_tensorrt_without_tensorrt_says_what_to_install(model: Path) -> None:

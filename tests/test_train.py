@@ -139,7 +139,7 @@ def test_tiny_cascade_stage2_starts_from_stage1(fer_csv, small_target, tmp_path)
     report = json.loads((tmp_path / "s2" / "report.json").read_text())
     assert set(report["tests"]) == {"fer2013/PrivateTest", "target/val"}
 
-    onnx_path = export_onnx(best2, tmp_path / "model.onnx")
+    onnx_path = export_onnx([best2], tmp_path / "model.onnx")
     parity = json.loads(onnx_path.with_suffix(".parity.json").read_text())
     assert parity["faces"] > 0 and parity["max_abs_diff"] <= 1e-4
     model, contract, _ = load_checkpoint(best2)

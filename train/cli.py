@@ -63,8 +63,8 @@ def _run(action):
         fail("interrupted; rerun with --resume to continue from the last checkpoint", 130)
 
 
-def _export(best: Path, onnx_path: Path, fer: Path | None = None, mirror: bool = False) -> None:
-    """ONNX (checked against PyTorch on the checkpoint's validation faces, or FER-2013 PrivateTest faces
+def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, mirror: bool = False) -> None:
+    """ONNX (checked against PyTorch on the first checkpoint's validation faces, or FER-2013 PrivateTest faces
     with ``fer``), the torch program beside it, and a TensorRT engine where TensorRT runs."""
     from realtime.engines import BackendError
 
@@ -75,9 +75,9 @@ def _export(best: Path, onnx_path: Path, fer: Path | None = None, mirror: bool =
     if fer is not None:
         from .evaluate import fer_split
 
-        faces = fer_split(fer, "PrivateTest", load_checkpoint(best)[1].pre).images[:64]
-    print(f"exported {export_onnx(best, onnx_path, faces, mirror)}")
-    print(f"torch program {export_program(best, onnx_path)}")
+        faces = fer_split(fer, "PrivateTest", load_checkpoint(checkpoints[0])[1].pre).images[:64]
+    print(f"exported {export_onnx(checkpoints, onnx_path, faces, mirror)}")
+    print(f"torch program {export_program(checkpoints, onnx_path)}")
     try:
         print(f"TensorRT engine {build_engine(onnx_path)}")
     except BackendError as e:  # no TensorRT or no GPU here: the ONNX model is the result
@@ -102,7 +102,7 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fer
 
     best = _run(lambda: run_cascade(s1, s2, resume))
     if export:
-        _run(lambda: _export(best, out / "model.onnx"))
+        _run(lambda: _export([best], out / "model.onnx"))
 
 
 @app.command()
@@ -119,7 +119,7 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "
 
     best = _run(lambda: run_stage(cfg, resume))
     if export:
-        _run(lambda: _export(best, out / "model.onnx"))
+        _run(lambda: _export([best], out / "model.onnx"))
 
 
 @app.command()
@@ -140,7 +140,7 @@ def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fe
 
     best = _run(lambda: run_stage(cfg, resume))
     if export:
-        _run(lambda: _export(best, out / "model.onnx"))
+        _run(lambda: _export([best], out / "model.onnx"))
 
 
 @app.command()
@@ -161,7 +161,7 @@ def fer(fer: Fer = None, ferplus: FerPlus = None, ferplus_majority: Majority = F
 
     best = _run(lambda: run_stage(cfg, resume))
     if export:
-        _run(lambda: _export(best, out / "model.onnx"))
+        _run(lambda: _export([best], out / "model.onnx"))
 
 
 @app.command()
@@ -180,13 +180,14 @@ def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
 
 
 @app.command("export")
-def export_cmd(checkpoint: Annotated[Path, typer.Argument(help="a stage's best.pt")],
+def export_cmd(checkpoints: Annotated[list[Path], typer.Argument(help="a stage's best.pt; several make an ensemble")],
                out: Annotated[Path, typer.Option(help="ONNX file to write")] = Path("model.onnx"),
                fer: Annotated[Optional[Path], typer.Option(help="check on FER-2013 PrivateTest faces from this csv")] = None,
                mirror: Annotated[bool, typer.Option(help="average each face with its mirror image (twice the cost)")] = False,
                ) -> None:
-    """ONNX with a dynamic batch axis and the preprocessing contract, checked against PyTorch on real faces."""
-    _run(lambda: _export(checkpoint, out, fer, mirror))
+    """ONNX with a dynamic batch axis and the preprocessing contract, checked against PyTorch on real faces. Several
+    checkpoints are averaged into one model (an ensemble), each network fed in its own normalisation."""
+    _run(lambda: _export(checkpoints, out, fer, mirror))
 
 
 @app.command()

@@ -141,21 +141,21 @@ def engine_for(onnx_path: Path, fp16: bool = True, profile: Profile = Profile(),
     return build_engine(onnx_path, engine, profile.min, profile.opt, profile.max, fp16, device)
 
 
-def export_program(checkpoint: Path, onnx_path: Path) -> Path:
-    """Write the checkpoint's network (with its softmax) beside ``onnx_path`` as a torch.export program with a dynamic
-    batch axis, carrying the ONNX file's contract and sha256, for the torch backend."""
+def export_program(checkpoints: list[Path], onnx_path: Path) -> Path:
+    """Write the checkpoints' network (with its softmax; an ensemble when several) beside ``onnx_path`` as a
+    torch.export program with a dynamic batch axis, carrying the ONNX file's contract and sha256, for the torch
+    backend."""
     import torch
 
     from realtime.contract import read_contract
 
-    from .export import Probabilities, load_checkpoint
+    from .export import load_network
 
-    model, _, _ = load_checkpoint(checkpoint)
     contract: ModelContract = read_contract(onnx_path)
+    net, _, _ = load_network(checkpoints, bool(contract.info.get("mirror")))
     pre = contract.pre
     batch = torch.export.Dim("batch", min=1, max=4096)
     example = torch.zeros(2, pre.channels, pre.size, pre.size)
-    net = Probabilities(model, bool(contract.info.get("mirror"))).eval()
     program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
     out = Path(onnx_path).with_suffix(".pt2")
     torch.export.save(program, str(out), extra_files={METADATA_KEY: contract.to_json(),

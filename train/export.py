@@ -17,20 +17,32 @@ PARITY_TOLERANCE = 1e-4
 
 
 class Probabilities(torch.nn.Module):
-    """The classifier with its softmax, so that every backend returns probabilities; with ``mirror``, the mean of
-    the probabilities for each face and its mirror image (one batch of twice the size)."""
+    """The classifier with its softmax, so that every backend returns probabilities.
 
-    def __init__(self, model: torch.nn.Module, mirror: bool = False) -> None:
+    Several networks make an ensemble: their probabilities are averaged, and each one gets the face in its own
+    normalisation, converted from the first network's, which is the model's contract. With ``mirror``, each face
+    is also averaged with its mirror image (one batch of twice the size).
+    """
+
+    def __init__(self, models: list[torch.nn.Module], mirror: bool = False,
+                 norms: list[tuple[float, float]] | None = None) -> None:
         super().__init__()
-        self.model = model
+        self.models = torch.nn.ModuleList(models)
         self.mirror = mirror
+        norms = norms or [(0.0, 1.0)] * len(models)
+        m0, s0 = norms[0]
+        # The contract's x = (v - m0) / s0 for a pixel v in [0, 1]; a network normalised by m, s wants
+        # (v - m) / s = x * s0 / s + (m0 - m) / s.
+        self.affine = [(s0 / s, (m0 - m) / s) for m, s in norms]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.mirror:
-            return torch.softmax(self.model(x), dim=1)
         n = x.shape[0]
-        p = torch.softmax(self.model(torch.cat([x, x.flip(3)])), dim=1)
-        return (p[:n] + p[n:]) * 0.5
+        if self.mirror:
+            x = torch.cat([x, x.flip(3)])
+        probs = [torch.softmax(model(x if (a, b) == (1.0, 0.0) else x * a + b), dim=1)
+                 for model, (a, b) in zip(self.models, self.affine)]
+        p = probs[0] if len(probs) == 1 else torch.stack(probs).mean(0)
+        return (p[:n] + p[n:]) * 0.5 if self.mirror else p
 
 
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelContract, dict]:
@@ -45,9 +57,24 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelContract, dict]:
     return model.eval(), contract, ckpt
 
 
-def export_onnx(checkpoint: Path, out: Path, faces: np.ndarray | None = None, mirror: bool = False) -> Path:
-    """Write ``out`` (.onnx) and check it against PyTorch on ``faces`` (uint8 crops; by default the validation
-    faces stored in the checkpoint). With ``mirror`` the model averages each face with its mirror image.
+def load_network(checkpoints: list[Path], mirror: bool = False) -> tuple[Probabilities, ModelContract, list[dict]]:
+    """One or more checkpoints as one probability network (an ensemble when several), with the first one's
+    contract and the raw checkpoints. Every network must take the same face size and predict the same classes."""
+    loaded = [load_checkpoint(c) for c in checkpoints]
+    contract = loaded[0][1]
+    for path, (_, other, _) in zip(checkpoints[1:], loaded[1:]):
+        if (other.classes, other.pre.size, other.pre.channels) != (contract.classes, contract.pre.size,
+                                                                   contract.pre.channels):
+            raise ValueError(f"{path} takes other faces or predicts other classes than {checkpoints[0]}")
+    net = Probabilities([m for m, _, _ in loaded], mirror, [(c.pre.mean, c.pre.std) for _, c, _ in loaded])
+    return net.eval(), contract, [ckpt for _, _, ckpt in loaded]
+
+
+def export_onnx(checkpoints: list[Path], out: Path, faces: np.ndarray | None = None,
+                mirror: bool = False) -> Path:
+    """Write ``out`` (.onnx) from one checkpoint, or several averaged as an ensemble, and check it against PyTorch
+    on ``faces`` (uint8 crops; by default the validation faces stored in the first checkpoint). With ``mirror``
+    the model averages each face with its mirror image.
 
     Raises ValueError if ONNX Runtime and PyTorch differ by more than 1e-4 in any probability.
     """
@@ -56,9 +83,8 @@ def export_onnx(checkpoint: Path, out: Path, faces: np.ndarray | None = None, mi
     from realtime.align import to_tensor
     from realtime.engines import OnnxRuntimeBackend
 
-    model, contract, ckpt = load_checkpoint(checkpoint)
+    net, contract, ckpts = load_network(checkpoints, mirror)
     pre = contract.pre
-    net = Probabilities(model, mirror).eval()
     dummy = torch.zeros(1, pre.channels, pre.size, pre.size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -68,17 +94,19 @@ def export_onnx(checkpoint: Path, out: Path, faces: np.ndarray | None = None, mi
         torch.onnx.export(net, dummy, str(tmp), input_names=["faces"], output_names=["probs"],
                           dynamic_axes={"faces": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17, dynamo=False)
     proto = onnx.load(str(tmp))
-    info = dict(contract.info, output="probs", mirror=mirror, best_epoch=ckpt.get("best_epoch"),
-                stage=ckpt["config"].get("data"), origin=ckpt.get("origin"))
+    members = [{"arch": c["config"]["arch"], "best_epoch": c.get("best_epoch"), "stage": c["config"].get("data"),
+                "origin": c.get("origin")} for c in ckpts]
+    made = members[0] if len(members) == 1 else {"arch": "+".join(m["arch"] for m in members), "members": members}
+    info = dict(contract.info, output="probs", mirror=mirror, **made)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, ModelContract(contract.classes, pre, info).to_json()
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
 
     if faces is None:
-        faces = ckpt.get("sample_faces")
+        faces = ckpts[0].get("sample_faces")
     if faces is None or not len(faces):
-        raise ValueError(f"{checkpoint} stores no sample faces; pass --fer to check the export on FER-2013 faces")
+        raise ValueError(f"{checkpoints[0]} stores no sample faces; pass --fer to check the export on FER-2013 faces")
     x = to_tensor(faces, pre)
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()

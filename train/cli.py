@@ -86,8 +86,7 @@ def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, m
 
 @app.command()
 def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
-            out: Out = Path("runs/cascade"),
-            arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
+            out: Out = Path("runs/cascade"), arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
             epochs1: Epochs = 20, lr1: Lr = 1e-3, epochs2: Epochs = 20, lr2: Lr = 1e-3, step: Step = 10,
             batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
             erase: Erase = 0.0, limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
@@ -124,18 +123,17 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "
 
 @app.command()
 def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
-             out: Out = Path("runs/combined"),
-             arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None, epochs: Epochs = 20,
+             out: Out = Path("runs/combined"), arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
+             epochs: Epochs = 20,
              lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
              weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0, limit: Limit = None,
              seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None,
              export: Export = False) -> None:
     """ImageNet -> FER32 and the target set's train split together, in one stage."""
     cfg = _stage(out=out, data="combined", fer=fer, target=target, ferplus=ferplus, ferplus_majority=ferplus_majority,
-                 arch=arch, size=size,
-                 init="imagenet", weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
-                 weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed, device=device,
-                 threads=threads)
+                 arch=arch, size=size, init="imagenet", weights=weights, epochs=epochs, lr=lr, step=step, batch=batch,
+                 momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed,
+                 device=device, threads=threads)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))
@@ -153,10 +151,9 @@ def fer(fer: Fer = None, ferplus: FerPlus = None, ferplus_majority: Majority = F
         resume: Resume = False, device: Device = "auto", threads: Threads = None, export: Export = False) -> None:
     """FER-2013 only (FER28 or FER32), from ImageNet or a checkpoint; with --target also scored on the target set."""
     cfg = _stage(out=out, data=variant, fer=fer, ferplus=ferplus, ferplus_majority=ferplus_majority, target=target,
-                 arch=arch, size=size, init=init,
-                 weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
-                 weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed, device=device,
-                 threads=threads)
+                 arch=arch, size=size, init=init, weights=weights, epochs=epochs, lr=lr, step=step, batch=batch,
+                 momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed,
+                 device=device, threads=threads)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))
@@ -180,11 +177,12 @@ def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
 
 
 @app.command("export")
-def export_cmd(checkpoints: Annotated[list[Path], typer.Argument(help="a stage's best.pt; several make an ensemble")],
-               out: Annotated[Path, typer.Option(help="ONNX file to write")] = Path("model.onnx"),
-               fer: Annotated[Optional[Path], typer.Option(help="check on FER-2013 PrivateTest faces from this csv")] = None,
-               mirror: Annotated[bool, typer.Option(help="average each face with its mirror image (twice the cost)")] = False,
-               ) -> None:
+def export_cmd(
+    checkpoints: Annotated[list[Path], typer.Argument(help="a stage's best.pt; several make an ensemble")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write")] = Path("model.onnx"),
+    fer: Annotated[Optional[Path], typer.Option(help="check on FER-2013 PrivateTest faces from this csv")] = None,
+    mirror: Annotated[bool, typer.Option(help="average each face with its mirror image (twice the cost)")] = False,
+) -> None:
     """ONNX with a dynamic batch axis and the preprocessing contract, checked against PyTorch on real faces. Several
     checkpoints are averaged into one model (an ensemble), each network fed in its own normalisation."""
     _run(lambda: _export(checkpoints, out, fer, mirror))

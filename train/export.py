@@ -20,16 +20,15 @@ class Probabilities(torch.nn.Module):
     """The classifier with its softmax, so that every backend returns probabilities.
 
     Several networks make an ensemble: their probabilities are averaged, and each one gets the face in its own
-    normalisation, converted from the first network's, which is the model's contract. With ``mirror``, each face
+    normalisation (``norms``: mean, std per network), converted from the first network's, which is the model's
+    contract. With ``mirror``, each face
     is also averaged with its mirror image (one batch of twice the size).
     """
 
-    def __init__(self, models: list[torch.nn.Module], mirror: bool = False,
-                 norms: list[tuple[float, float]] | None = None) -> None:
+    def __init__(self, models: list[torch.nn.Module], norms: list[tuple[float, float]], mirror: bool = False) -> None:
         super().__init__()
         self.models = torch.nn.ModuleList(models)
         self.mirror = mirror
-        norms = norms or [(0.0, 1.0)] * len(models)
         m0, s0 = norms[0]
         # The contract's x = (v - m0) / s0 for a pixel v in [0, 1]; a network normalised by m, s wants
         # (v - m) / s = x * s0 / s + (m0 - m) / s.
@@ -66,7 +65,7 @@ def load_network(checkpoints: list[Path], mirror: bool = False) -> tuple[Probabi
         if (other.classes, other.pre.size, other.pre.channels) != (contract.classes, contract.pre.size,
                                                                    contract.pre.channels):
             raise ValueError(f"{path} takes other faces or predicts other classes than {checkpoints[0]}")
-    net = Probabilities([m for m, _, _ in loaded], mirror, [(c.pre.mean, c.pre.std) for _, c, _ in loaded])
+    net = Probabilities([m for m, _, _ in loaded], [(c.pre.mean, c.pre.std) for _, c, _ in loaded], mirror)
     return net.eval(), contract, [ckpt for _, _, ckpt in loaded]
 
 

@@ -73,8 +73,9 @@ def test_ferplus_targets_soft_or_majority(fer_csv, shared, pre48):
     assert np.allclose(soft["train"].soft[voted], votes[voted] / votes[voted].sum(1, keepdims=True))
     winner = major["train"].soft.argmax(1)
     assert np.allclose(major["train"].soft.sum(1), 1) and major["train"].soft.max(1).min() == 1
-    assert (votes[voted, winner[voted]] == votes[voted].max(1)).all()
-    tied = voted & ((votes == votes.max(1, keepdims=True)).sum(1) > 1) & (votes[np.arange(len(labels)), labels] == votes.max(1))
+    top = votes.max(1)
+    assert (votes[voted, winner[voted]] == top[voted]).all()
+    tied = voted & ((votes == top[:, None]).sum(1) > 1) & (votes[np.arange(len(labels)), labels] == top)
     assert tied.sum() > 100 and (winner[tied] == labels[tied]).all()  # a tie goes to the FER-2013 label
     assert (winner[~voted] == labels[~voted]).all()
     assert major["val"].soft is None and (major["val"].labels == soft["val"].labels).all()

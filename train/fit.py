@@ -18,7 +18,7 @@ from realtime.align import Preprocess, to_tensor
 from realtime.contract import ModelContract
 
 from .data import CLASSES, FaceSet, describe, fer_sets, load_target
-from .models import GRAY_NORM, IMAGENET_GRAY, INPUT_SIZE, build_model
+from .models import build_model, input_preprocess
 
 DATA_KINDS = ("fer28", "fer32", "target", "combined")
 
@@ -60,8 +60,7 @@ class StageConfig:
             raise ValueError(f"unknown selection metric '{self.select}'; choose acc or recall")
 
     def preprocess(self) -> Preprocess:
-        mean, std = GRAY_NORM.get(self.arch, IMAGENET_GRAY)
-        return Preprocess(size=self.size or INPUT_SIZE[self.arch], channels=1, mean=mean, std=std)
+        return input_preprocess(self.arch, self.size)
 
 
 @dataclass

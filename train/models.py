@@ -11,22 +11,23 @@ from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 from torchvision.models import AlexNet, MobileNetV2
 
+from realtime.align import Preprocess
+
 # Default input side per architecture: the small backbones run on FER-2013's native 48 px, the paper's
-# networks on the 224 px they were pre-trained at. An "_x2" network doubles its input's side inside.
-INPUT_SIZE = {"mobilenet_v2": 48, "mobilenet_v2_x2": 48, "efficientnet_lite0": 48, "efficientnet_lite0_x2": 48,
-              "alexnet": 224, "vgg_m": 224}
-ARCHS = tuple(INPUT_SIZE)
+# networks on the 224 px they were pre-trained at.
+INPUT_SIZE = {"mobilenet_v2": 48, "efficientnet_lite0": 48, "alexnet": 224, "vgg_m": 224}
+# These also come as "<arch>_x2": the same network and parameters on its input upsampled 2x inside (Doubled).
+DOUBLING = ("mobilenet_v2", "efficientnet_lite0")
+ARCHS = (*INPUT_SIZE, *(f"{arch}_x2" for arch in DOUBLING))
 
 # Gray input normalisation (mean, std of pixel/255) each network was pre-trained with: ImageNet's per-channel
 # means and standard deviations averaged over colour, or [-1, 1] for the EfficientNet-Lite family.
-GRAY_NORM = {"efficientnet_lite0": (0.5, 0.5), "efficientnet_lite0_x2": (0.5, 0.5)}
+GRAY_NORM = {"efficientnet_lite0": (0.5, 0.5)}
 IMAGENET_GRAY = (0.449, 0.226)
 
 # ImageNet weights by architecture: torchvision's release file (its name ends in a sha256 prefix).
-# An "_x2" network has its plain network's parameters, so it takes the same file.
 IMAGENET_URL = {
     "mobilenet_v2": "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
-    "mobilenet_v2_x2": "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
     "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
 }
 # EfficientNet-Lite0 has no torchvision release; its ImageNet file comes as a Python package.
@@ -74,20 +75,27 @@ class EfficientNetx2(Doubled, EfficientNet):
     pass
 
 
+def plain(arch: str) -> str:
+    """The network an architecture is built on: ``arch`` without its "_x2"."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture '{arch}'; choose one of {', '.join(ARCHS)}")
+    return arch.removesuffix("_x2")
+
+
+def input_preprocess(arch: str, size: int | None = None) -> Preprocess:
+    """The gray input ``arch`` takes: its default side (or ``size``) and the normalisation it was pre-trained with."""
+    mean, std = GRAY_NORM.get(plain(arch), IMAGENET_GRAY)
+    return Preprocess(size=size or INPUT_SIZE[plain(arch)], channels=1, mean=mean, std=std)
+
+
 def _backbone(arch: str) -> nn.Module:
-    if arch == "mobilenet_v2":
-        return MobileNetV2()
-    if arch == "mobilenet_v2_x2":
-        return MobileNetV2x2()
-    if arch == "efficientnet_lite0":
-        return EfficientNet.from_name("efficientnet-lite0")
-    if arch == "efficientnet_lite0_x2":
-        return EfficientNetx2.from_name("efficientnet-lite0")
-    if arch == "alexnet":
-        return AlexNet()
-    if arch == "vgg_m":
-        return vgg_m_2048()
-    raise ValueError(f"unknown architecture '{arch}'; choose one of {', '.join(ARCHS)}")
+    name = plain(arch)
+    doubled = name != arch
+    if name == "mobilenet_v2":
+        return MobileNetV2x2() if doubled else MobileNetV2()
+    if name == "efficientnet_lite0":
+        return (EfficientNetx2 if doubled else EfficientNet).from_name("efficientnet-lite0")
+    return AlexNet() if name == "alexnet" else vgg_m_2048()
 
 
 def _first_conv(model: nn.Module) -> nn.Conv2d:
@@ -149,9 +157,9 @@ def _load_checked(path: Path, filename: str) -> dict:
 def imagenet_state_dict(arch: str) -> dict:
     """ImageNet weights: torchvision's file from the torch hub cache, an installed offline copy or a download;
     EfficientNet-Lite0's from its weights package."""
-    if arch.startswith("efficientnet_lite0"):
+    if plain(arch) == "efficientnet_lite0":
         return _lite0_state_dict()
-    url = IMAGENET_URL.get(arch)
+    url = IMAGENET_URL.get(plain(arch))
     if url is None:
         raise WeightsError(f"no public ImageNet weights are known for '{arch}'; pass --weights FILE (a state dict)")
     filename = url.rsplit("/", 1)[1]

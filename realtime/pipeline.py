@@ -61,8 +61,9 @@ class Pipeline:
                  smoother: Smoother | None = None, queue_size: int = 4) -> None:
         self.detector = detector
         self.backend = backend
-        self.tracker = tracker or Tracker()
-        self.smoother = smoother or Smoother()
+        # Not ``tracker or Tracker()``: both define __len__, so an empty one is falsy and would be replaced.
+        self.tracker = Tracker() if tracker is None else tracker
+        self.smoother = Smoother() if smoother is None else smoother
         self.classes = tuple(backend.contract.classes)
         self.queue_size = queue_size
 

@@ -127,3 +127,28 @@ def test_a_backend_that_is_not_installed_says_so(shared: Path, tiny_model: Path)
 @pytest.mark.skipif(default_model().is_file(), reason="a model is shipped")
 def test_a_missing_shipped_model_says_to_pass_one(shared: Path) -> None:
     assert_one_line_error(emocam("--video", shared / "videos" / "single_face.mp4", "--no-display"), "--model PATH")
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tau_and_hysteresis_reach_the_smoother(tmp_path: Path) -> None:
+    clip = Path(__file__).parents[1] / "samples" / "single_face.mp4"
+    runs = {"default": (), "tau0": ("--tau", 0), "sticky": ("--hysteresis", 2)}
+    rows = {}
+    for name, extra in runs.items():
+        result = emocam("--video", clip, "--no-display", "--csv", tmp_path / f"{name}.csv", *extra)  # the shipped model
+        assert result.returncode == 0, result.stderr
+        rows[name] = _csv_rows(tmp_path / f"{name}.csv")
+    probs = [c for c in rows["default"][0] if c.startswith("p_")]
+    smoothed = ["s_" + c[2:] for c in probs]
+    unsmoothed = lambda r: all(abs(float(r[p]) - float(r[s])) < 1e-5 for p, s in zip(probs, smoothed))  # noqa: E731
+    # With tau 0 every smoothed value is the raw one; by default they differ after the first frame.
+    assert all(unsmoothed(r) for r in rows["tau0"])
+    assert sum(not unsmoothed(r) for r in rows["default"]) > len(rows["default"]) // 2
+    # A margin of 2 can never be beaten: every face keeps its first label.
+    first = {}
+    assert all(first.setdefault(r["face_id"], r["label"]) == r["label"] for r in rows["sticky"])
+    assert len({r["label"] for r in rows["default"]}) > 1

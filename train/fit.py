@@ -222,7 +222,10 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
     print(f"{cfg.data}: train {len(train)} {train.counts()}, val {len(splits.val)} on {device}; {origin}")
 
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        gen.manual_seed(cfg.seed * 1000 + epoch)  # the same batches on resume
+        # Every random draw of the epoch (batches, augmentation, dropout's global RNG) is seeded by the epoch, so a
+        # resumed run repeats an uninterrupted one exactly.
+        gen.manual_seed(cfg.seed * 1000 + epoch)
+        torch.manual_seed(cfg.seed * 1000 + epoch)
         order = (torch.multinomial(sample_weights, len(train), replacement=True, generator=gen) if cfg.balance
                  else torch.randperm(len(train), generator=gen))
         model.train()

@@ -6,7 +6,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from .engines import Backend
+from .backends import Backend
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ import typer
 
 from .contract import ModelError
 from .detect import MIN_SCORE, RANGES, FaceDetector
-from .engines import BACKENDS, BackendError, open_backend, throughput
+from .backends import BACKENDS, BackendError, open_backend, throughput
 from .pipeline import STAGES, Pipeline, Timings
 from .sinks import CsvSink, ProgressBar, SinkError, Summary, VideoSink, Window, writable
 from .smooth import Smoother
@@ -46,7 +46,7 @@ class UsageProblem(Exception):
 
 def default_model() -> Path:
     """Where the shipped model lives: engines/emocam.onnx inside the installed package."""
-    return Path(str(importlib.resources.files("engines") / "emocam.onnx"))
+    return Path(str(importlib.resources.files("emocam.engines") / "emocam.onnx"))
 
 
 @contextmanager

@@ -19,7 +19,7 @@ import numpy as np
 
 from .align import crop_face, to_tensor
 from .batching import BatchedPredictor
-from .engines import Backend
+from .backends import Backend
 from .faces import Faces
 from .sinks import Sink, annotate
 from .smooth import Smoother

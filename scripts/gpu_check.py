@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtime.engines import BackendError, TorchBackend, open_backend, open_tensorrt, throughput  # noqa: E402
+from emocam.backends import BackendError, TorchBackend, open_backend, open_tensorrt, throughput  # noqa: E402
 
 BATCHES = (1, 8, 64)
 
@@ -75,7 +75,7 @@ def main() -> None:
     report = [
         "# Inference backends: parity and throughput", "",
         f"Measured {now} with `{command}` on: {machine()}.", "",
-        f"Model: `{os.path.relpath(args.model, ROOT)}`. Faces per second through `realtime.engines.throughput` "
+        f"Model: `{os.path.relpath(args.model, ROOT)}`. Faces per second through `emocam.backends.throughput` "
         f"(numpy in, probabilities out, host-device copies included), {args.seconds:g} s per batch size after 3 "
         "warm-up calls.", "",
         "| backend | " + " | ".join(f"batch {n}" for n in BATCHES) + " |",

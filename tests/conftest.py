@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from realtime.align import Preprocess
-from realtime.contract import METADATA_KEY, ModelContract
+from emocam.align import Preprocess
+from emocam.contract import METADATA_KEY, ModelContract
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 DATA = Path(__file__).parents[1].parent / "shared" / "data"

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.align import CropSpec, Preprocess, crop_face, to_tensor
+from emocam.align import CropSpec, Preprocess, crop_face, to_tensor
 
 
 def two_dots(left: tuple[float, float], right: tuple[float, float], shape=(600, 800), radius=10) -> np.ndarray:

@@ -14,12 +14,12 @@ from pathlib import Path
 import onnx
 import pytest
 
-from realtime.cli import default_model
+from emocam.cli import default_model
 
 
 def emocam(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the command in a fresh interpreter, as the installed script does."""
-    return subprocess.run([sys.executable, "-m", "realtime.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "emocam.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=120, cwd=cwd)
 
 
@@ -73,7 +73,7 @@ def test_bench_prints_and_saves_stage_and_classifier_timings(shared: Path, tiny_
 def test_ctrl_c_leaves_a_valid_csv(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "f.csv"
     # The slower detector and the video output keep the run going long enough to interrupt it.
-    proc = subprocess.Popen([sys.executable, "-m", "realtime.cli", "--video", shared / "videos" / "WolfgangLanger_Pexels.mp4",
+    proc = subprocess.Popen([sys.executable, "-m", "emocam.cli", "--video", shared / "videos" / "WolfgangLanger_Pexels.mp4",
                              "--model", tiny_model, "--no-display", "--csv", out, "--detector", "both",
                              "--out", tmp_path / "a.mp4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

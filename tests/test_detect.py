@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.detect import FaceDetector, nms
-from realtime.sources import open_source
+from emocam.detect import FaceDetector, nms
+from emocam.sources import open_source
 
 
 def face_counts(video: Path, detector: FaceDetector) -> np.ndarray:

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.align import to_tensor
-from realtime.detect import FaceDetector
-from realtime.engines import Backend, open_backend
-from realtime.pipeline import STAGES, Pipeline, Timings
-from realtime.sinks import CsvSink, Sink
-from realtime.sources import Frame, SourceError, open_source
+from emocam.align import to_tensor
+from emocam.detect import FaceDetector
+from emocam.backends import Backend, open_backend
+from emocam.pipeline import STAGES, Pipeline, Timings
+from emocam.sinks import CsvSink, Sink
+from emocam.sources import Frame, SourceError, open_source
 
 
 @pytest.fixture(scope="module")

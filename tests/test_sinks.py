@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import CLASSES
-from realtime.faces import Faces
-from realtime.sinks import CsvSink, SinkError, Summary, VideoSink, Window, annotate, csv_columns
-from realtime.sources import Frame
+from emocam.faces import Faces
+from emocam.sinks import CsvSink, SinkError, Summary, VideoSink, Window, annotate, csv_columns
+from emocam.sources import Frame
 
 
 def frame_with_faces(index: int, n: int = 2, fps: float = 25.0) -> tuple[Frame, Faces]:

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.detect import FaceDetector
-from realtime.engines import open_backend
-from realtime.faces import Faces
-from realtime.pipeline import Pipeline
-from realtime.sinks import Sink
-from realtime.smooth import Smoother
-from realtime.sources import open_source
+from emocam.detect import FaceDetector
+from emocam.backends import open_backend
+from emocam.faces import Faces
+from emocam.pipeline import Pipeline
+from emocam.sinks import Sink
+from emocam.smooth import Smoother
+from emocam.sources import open_source
 
 
 def one_face(probs: list[float], track: int = 0) -> Faces:

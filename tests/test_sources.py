@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.sources import SourceError, open_source
+from emocam.sources import SourceError, open_source
 
 
 def test_a_file_gives_every_frame_with_its_timestamp(shared: Path) -> None:

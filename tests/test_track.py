@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.detect import FaceDetector
-from realtime.faces import Faces
-from realtime.sources import open_source
-from realtime.track import Tracker
+from emocam.detect import FaceDetector
+from emocam.faces import Faces
+from emocam.sources import open_source
+from emocam.track import Tracker
 
 
 def faces_at(*boxes: tuple[float, float, float, float]) -> Faces:

@@ -15,13 +15,13 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the training extra is not installed")
 
-from realtime.align import crop_face, to_tensor  # noqa: E402
-from realtime.detect import FaceDetector  # noqa: E402
-from train import data as D  # noqa: E402
-from train import models  # noqa: E402
-from train.export import export_onnx, load_checkpoint  # noqa: E402
-from train.fit import StageConfig, _initial_model, augment, cascade, run_stage, to_input  # noqa: E402
-from train.models import WeightsError, build_model, imagenet_state_dict  # noqa: E402
+from emocam.align import crop_face, to_tensor  # noqa: E402
+from emocam.detect import FaceDetector  # noqa: E402
+from emocam.train import data as D  # noqa: E402
+from emocam.train import models  # noqa: E402
+from emocam.train.export import export_onnx, load_checkpoint  # noqa: E402
+from emocam.train.fit import StageConfig, _initial_model, augment, cascade, run_stage, to_input  # noqa: E402
+from emocam.train.models import WeightsError, build_model, imagenet_state_dict  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_train_and_live_preprocessing_are_identical(small_target, pre48):
 
 
 def _emotrain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "train.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "emocam.train.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("case", ["missing", "columns", "class_folder", "unreadable"])

@@ -52,8 +52,8 @@ def _run(action):
     """Run ``action``; user errors become one line on stderr and a non-zero exit."""
     from .data import DataError
     from .models import WeightsError
-    from realtime.contract import ModelError
-    from realtime.engines import BackendError
+    from emocam.contract import ModelError
+    from emocam.backends import BackendError
 
     try:
         return action()
@@ -66,7 +66,7 @@ def _run(action):
 def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, mirror: bool = False) -> None:
     """ONNX (checked against PyTorch on the first checkpoint's validation faces, or FER-2013 PrivateTest faces
     with ``fer``), the torch program beside it, and a TensorRT engine where TensorRT runs."""
-    from realtime.engines import BackendError
+    from emocam.backends import BackendError
 
     from .engine import build_engine, export_program
     from .export import export_onnx, load_checkpoint

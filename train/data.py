@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.align import Preprocess, crop_face, prepare_gray
+from emocam.align import Preprocess, crop_face, prepare_gray
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FER_USAGES = ("Training", "PublicTest", "PrivateTest")
@@ -112,7 +112,7 @@ def read_ferplus(path: Path, n_rows: int) -> np.ndarray:
 
 
 def prepare_all(images: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """Already cropped faces resized and stretched for the model, as ``realtime.align.prepare_gray`` does."""
+    """Already cropped faces resized and stretched for the model, as ``emocam.align.prepare_gray`` does."""
     out = np.empty((len(images), pre.size, pre.size), np.uint8)
     for i, img in enumerate(images):
         out[i] = prepare_gray(img, pre)
@@ -204,7 +204,7 @@ TARGET_MIN_SCORE = 0.5
 def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tuple[FaceSet, TargetReport]:
     """A target image folder (``<class>/*``): each image through the live detector and eye-distance crop,
     cached so that it is done once. Images with no face are counted and reported, not used."""
-    from realtime.detect import FaceDetector
+    from emocam.detect import FaceDetector
 
     root = Path(root)
     files = _image_files(root)

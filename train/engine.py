@@ -8,8 +8,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from realtime.contract import METADATA_KEY, ModelContract
-from realtime.engines import MAX_BATCH, PROGRAM_SHA_KEY, BackendError, cuda_device, import_tensorrt, sha256
+from emocam.contract import METADATA_KEY, ModelContract
+from emocam.backends import MAX_BATCH, PROGRAM_SHA_KEY, BackendError, cuda_device, import_tensorrt, sha256
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def export_program(checkpoints: list[Path], onnx_path: Path) -> Path:
     backend."""
     import torch
 
-    from realtime.contract import read_contract
+    from emocam.contract import read_contract
 
     from .export import load_network
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.align import to_tensor
-from realtime.contract import read_contract
-from realtime.engines import open_backend
+from emocam.align import to_tensor
+from emocam.contract import read_contract
+from emocam.backends import open_backend
 
 from .data import CLASSES, FER_USAGES, DataError, FaceSet, prepare_all, describe, load_target, read_fer_csv, read_fer_folders
 from .fit import scores

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.contract import METADATA_KEY, ModelContract
+from emocam.contract import METADATA_KEY, ModelContract
 
 from .models import build_model
 
@@ -79,8 +79,8 @@ def export_onnx(checkpoints: list[Path], out: Path, faces: np.ndarray | None = N
     """
     import onnx
 
-    from realtime.align import to_tensor
-    from realtime.engines import OnnxRuntimeBackend
+    from emocam.align import to_tensor
+    from emocam.backends import OnnxRuntimeBackend
 
     net, contract, ckpts = load_network(checkpoints, mirror)
     pre = contract.pre

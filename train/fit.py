@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from realtime.align import Preprocess, to_tensor
-from realtime.contract import ModelContract
+from emocam.align import Preprocess, to_tensor
+from emocam.contract import ModelContract
 
 from .data import CLASSES, FaceSet, describe, fer_sets, load_target
 from .models import build_model, input_preprocess

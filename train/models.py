@@ -11,7 +11,7 @@ from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 from torchvision.models import AlexNet, MobileNetV2
 
-from realtime.align import Preprocess
+from emocam.align import Preprocess
 
 # Default input side per architecture: the small backbones run on FER-2013's native 48 px, the paper's
 # networks on the 224 px they were pre-trained at.

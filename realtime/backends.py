@@ -256,7 +256,7 @@ class TorchBackend:
 def open_tensorrt(model: Path, device: int = 0, fp16: bool = True) -> TensorRTBackend:
     """TensorRT for an emocam ONNX file: its engine is reused where it was built here from this file, else rebuilt."""
     import_tensorrt()
-    from train.engine import engine_for
+    from emocam.train.engine import engine_for
 
     return TensorRTBackend(engine_for(model, fp16=fp16, device=device), read_contract(model), device)
 

@@ -13,13 +13,18 @@ class Faces:
 
     boxes: (N, 4) float32 x, y, w, h in pixels. scores: (N,) detector confidence.
     eyes: (N, 2, 2) float32 eye centres, image-left eye first. track_ids: (N,) int64, -1 until tracked.
-    crops: (N, S, S) uint8 aligned faces. probs / smoothed: (N, K) float32. labels: (N,) int64 class index.
+    pose: (N, 3) float32 yaw, pitch, roll in degrees (yaw > 0: the face turns to the image's right; pitch > 0: it
+    looks up). quality: (N,) str, "ok" or why the face is not labelled (see ``emocam.quality``).
+    crops: (N, S, S) uint8 aligned faces. probs / smoothed: (N, K) float32. labels: (N,) int64 class index;
+    a face whose quality is not "ok" keeps its raw probs but has smoothed NaN and label -1.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     eyes: np.ndarray
     track_ids: np.ndarray = None
+    pose: np.ndarray = None
+    quality: np.ndarray = None
     crops: np.ndarray | None = None
     probs: np.ndarray | None = None
     smoothed: np.ndarray | None = None
@@ -33,13 +38,20 @@ class Faces:
         self.eyes = np.asarray(self.eyes, np.float32).reshape(-1, 2, 2)
         if self.track_ids is None:
             self.track_ids = np.full(n, -1, np.int64)
-        for name in ("scores", "eyes", "track_ids", "crops", "probs", "smoothed", "labels"):
+        self.pose = np.full((n, 3), np.nan, np.float32) if self.pose is None else np.asarray(self.pose, np.float32)
+        self.quality = np.full(n, "ok", object) if self.quality is None else np.asarray(self.quality, object)
+        for name in ("scores", "eyes", "track_ids", "pose", "quality", "crops", "probs", "smoothed", "labels"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"Faces.{name} has {len(value)} rows, expected {n} (one per box)")
 
     def __len__(self) -> int:
         return len(self.boxes)
+
+    @property
+    def passed(self) -> np.ndarray:
+        """(N,) bool: the faces that passed the quality gate and are labelled."""
+        return self.quality == "ok"
 
     @classmethod
     def empty(cls) -> "Faces":
@@ -48,5 +60,5 @@ class Faces:
     def subset(self, keep: np.ndarray) -> "Faces":
         """The faces selected by an index or boolean array."""
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
-        return Faces(self.boxes[keep], self.scores[keep], self.eyes[keep], self.track_ids[keep],
-                     pick(self.crops), pick(self.probs), pick(self.smoothed), pick(self.labels), dict(self.data))
+        return Faces(self.boxes[keep], self.scores[keep], self.eyes[keep], self.track_ids[keep], self.pose[keep],
+                     self.quality[keep], pick(self.crops), pick(self.probs), pick(self.smoothed), pick(self.labels), dict(self.data))

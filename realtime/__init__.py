@@ -1,0 +1,24 @@
+"""emocam: real-time facial emotion recognition.
+
+    import emocam
+    rec = emocam.Recognizer()
+    for frame, faces in rec.stream("clip.mp4"): ...
+"""
+
+from .backends import BackendError
+from .contract import ModelError
+from .extras import MissingExtra
+from .faces import Faces
+from .pipeline import Pipeline, Timings
+from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model
+from .records import columns, records
+from .sinks import CsvSink, JsonlSink, Sink, SinkError, Summary, VideoSink, annotate
+from .sources import EndedEarly, Frame, Source, SourceError, open_source
+
+# Every error a user can cause, each told in one line (what the emocam command prints after "emocam: error:").
+USER_ERRORS = (SourceError, ModelError, BackendError, SinkError, UsageProblem, MissingExtra)
+
+__all__ = ["BackendError", "CsvSink", "DEFAULTS", "EndedEarly", "Faces", "Frame", "JsonlSink", "MissingExtra",
+           "ModelError", "Options", "Pipeline", "Recognizer", "Sink", "SinkError", "Source", "SourceError", "Summary",
+           "Timings", "USER_ERRORS", "UsageProblem", "VideoSink", "annotate", "columns", "default_model", "open_source",
+           "records"]

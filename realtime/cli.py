@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import os
+import signal
 import sys
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from .contract import ModelError
-from .detect import MIN_SCORE, RANGES, FaceDetector
-from .backends import BACKENDS, BackendError, open_backend, throughput
-from .pipeline import STAGES, Pipeline, Timings
-from .sinks import CsvSink, ProgressBar, SinkError, Summary, VideoSink, Window, writable
-from .smooth import Smoother
-from .sources import SourceError, open_source
-from .track import Tracker
-
-USER_ERRORS = (SourceError, ModelError, BackendError, SinkError)
+from . import USER_ERRORS
+from .backends import BACKENDS, throughput
+from .pipeline import STAGES, Timings
+from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model
+from .sinks import (CsvSink, JsonlSink, ProgressBar, SinkError, Staged, Summary, VideoSink, Window, check_paths,
+                    plot_format, video_name)
+from .sources import EndedEarly, open_source
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, invoke_without_command=True,
                   help="Real-time facial emotion recognition on a camera, a stream or a video file.")
@@ -32,121 +29,152 @@ DeviceOpt = Annotated[int, typer.Option("--device", min=0, help="GPU index for t
 BatchFramesOpt = Annotated[int, typer.Option("--batch-frames", min=1, help="video files: frames whose faces share a model call (live: always 1)")]
 DetectorOpt = Annotated[str, typer.Option("--detector", help="BlazeFace range: short (faces within 2 m), full (far faces) or both")]
 MinScoreOpt = Annotated[float, typer.Option("--min-score", min=0.0, max=1.0, help="lowest detector score taken as a face")]
+TauOpt = Annotated[float, typer.Option("--tau", min=0.0, help="smoothing time constant in seconds")]
+HysteresisOpt = Annotated[float, typer.Option("--hysteresis", min=0.0, help="margin before the label changes")]
+EveryFrameOpt = Annotated[bool, typer.Option("--every-frame", help="CSV/JSONL: also a row for each frame without a face (only frame and timestamp_s filled), so rows line up with the video's timeline")]
 
 # Batch sizes at which bench times the classifier alone, and for how long each.
 MODEL_BATCHES = (1, 8, 64)
 MODEL_SECONDS = 1.0
-# Files send eight frames' faces per model call: less model time per face than one frame a call, even on the CPU.
-BATCH_FRAMES = 8
+# Exit code of a run whose video file ended early (cut short or corrupt): its outputs hold the frames before.
+ENDED_EARLY = 3
 
 
-class UsageProblem(Exception):
-    """A wrong combination of options, told in one line."""
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP), taken like Ctrl-C: every output is closed, then the exit code is 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
-def default_model() -> Path:
-    """Where the shipped model lives: engines/emocam.onnx inside the installed package."""
-    return Path(str(importlib.resources.files("emocam.engines") / "emocam.onnx"))
+def stop_on_signals() -> None:
+    """Make SIGTERM and SIGHUP stop the run as Ctrl-C does, so that they too leave every output whole."""
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped(signum)
 
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
 
-@contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Silence what C++ libraries print on file descriptor 2 (mediapipe's set-up chatter) for a while."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def build_pipeline(stack: ExitStack, model: Path | None, backend: str, device: int, detector: str,
-                   min_score: float = MIN_SCORE, tau: float = 0.3, hysteresis: float = 0.1) -> Pipeline:
-    """Model, detector, tracker and smoother, ready and warmed up; the detector closes with ``stack``."""
-    if detector not in RANGES:
-        raise UsageProblem(f"unknown detector '{detector}'; choose one of {', '.join(RANGES)}")
-    if model is None:
-        model = default_model()
-        if not model.is_file():
-            raise ModelError(f"no model shipped at {model} yet; pass --model PATH (an ONNX file from 'emotrain export')")
-    engine = open_backend(model, backend, device, threads=1)
-    with quiet_stderr():
-        face_detector = stack.enter_context(FaceDetector(detector, min_score))
-        pipeline = Pipeline(face_detector, engine, Tracker(), Smoother(tau_s=tau, hysteresis=hysteresis))
-        pipeline.warmup()
-    return pipeline
 
 
 @app.callback(invoke_without_command=True)
 def live(
     ctx: typer.Context,
     source: Annotated[Optional[str], typer.Option("--source", help="camera index (0), device path or stream URL")] = None,
-    video: Annotated[Optional[Path], typer.Option("--video", help="video file; every frame is processed")] = None,
+    video: Annotated[Optional[str], typer.Option("--video", help="video or image file; every frame is processed")] = None,
     csv: Annotated[Optional[Path], typer.Option("--csv", help="one row per face per frame")] = None,
+    jsonl: Annotated[Optional[str], typer.Option("--jsonl", help="one JSON object per face per frame, flushed as it goes; - for standard output (everything else then goes to standard error)")] = None,
+    every_frame: EveryFrameOpt = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="annotated video (.mp4)")] = None,
     summary: Annotated[Optional[Path], typer.Option("--summary", help="per-face summary as JSON")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of each face's smoothed timeline")] = None,
     no_display: Annotated[bool, typer.Option("--no-display", help="no preview window")] = False,
-    model: ModelOpt = None,
-    backend: BackendOpt = "onnxruntime",
-    device: DeviceOpt = 0,
-    batch_frames: BatchFramesOpt = BATCH_FRAMES,
-    detector: DetectorOpt = "short",
-    min_score: MinScoreOpt = MIN_SCORE,
-    tau: Annotated[float, typer.Option("--tau", min=0.0, help="smoothing time constant in seconds")] = 0.3,
-    hysteresis: Annotated[float, typer.Option("--hysteresis", min=0.0, help="margin before the label changes")] = 0.1,
+    model: ModelOpt = DEFAULTS.model,
+    backend: BackendOpt = DEFAULTS.backend,
+    device: DeviceOpt = DEFAULTS.device,
+    batch_frames: BatchFramesOpt = DEFAULTS.batch_frames,
+    detector: DetectorOpt = DEFAULTS.detector,
+    min_score: MinScoreOpt = DEFAULTS.min_score,
+    tau: TauOpt = DEFAULTS.tau,
+    hysteresis: HysteresisOpt = DEFAULTS.hysteresis,
 ) -> None:
-    """Recognise emotions live (--source) or in a video file (--video); q or Esc in the window stops."""
+    """Recognise emotions live (--source) or in a video or image file (--video); q or Esc in the window stops."""
     if ctx.invoked_subcommand is not None:
         return
     if (source is None) == (video is None):
         raise UsageProblem("give exactly one of --source CAMERA|URL or --video PATH (see emocam --help)")
+    # Every output is checked before anything is opened; none replaces its target before the run ends.
+    source_file = source if source is not None and Path(source).is_file() else None
+    to_stdout = jsonl == "-"
+    check_paths({"--video": video, "--source": source_file, "--model": model or default_model()},
+                {"--csv": csv, "--out": out, "--summary": summary, "--plot": plot,
+                 "--jsonl": None if to_stdout else jsonl})
+    if out is not None:
+        video_name(out)
+    if plot is not None:
+        plot_format(plot)
     with ExitStack() as stack:
         src = stack.enter_context(open_source(video if video is not None else source, live=None if video is None else False))
-        pipeline = build_pipeline(stack, model, backend, device, detector, min_score, tau, hysteresis)
-        classes = pipeline.classes
-        # Sinks that only check their target come before the CSV, which creates its file at once.
-        sinks = [] if no_display else [stack.enter_context(Window(f"emocam: {src.name}"))]
+        rec = stack.enter_context(Recognizer(model, detector, backend, device, min_score, tau, hysteresis, batch_frames))
+        classes = rec.classes
+        # First in, last closed: while standard output carries JSONL, whatever the others print at close goes to stderr.
+        sinks = [] if jsonl is None else [stack.enter_context(JsonlSink(jsonl, classes, every_frame))]
+        if not no_display:
+            try:
+                sinks.append(stack.enter_context(Window(f"emocam: {src.name}")))
+            except SinkError as e:
+                print(f"emocam: {e}; going on without the preview window (--no-display)", file=sys.stderr, flush=True)
         if out is not None:
             sinks.append(stack.enter_context(VideoSink(out, src.fps)))
-        sinks.append(stack.enter_context(Summary(classes, summary, plot)))
+        sinks.append(stack.enter_context(Summary(classes, summary, plot, out=sys.stderr if to_stdout else None)))
         if csv is not None:
-            sinks.append(stack.enter_context(CsvSink(csv, classes)))
+            sinks.append(stack.enter_context(CsvSink(csv, classes, every_frame)))
         if not src.live:
             sinks.append(stack.enter_context(ProgressBar(src.frame_count, Path(src.name).name)))
-        pipeline.run(src, sinks, batch_frames=batch_frames)
+        rec.run(src, sinks)
+    if getattr(src, "ended_early", None) is not None:  # told once the outputs are closed: they hold what was read
+        raise src.ended_early
 
 
 @app.command()
 def bench(
-    video: Annotated[Path, typer.Argument(help="video file to run headless, every frame")],
+    video: Annotated[str, typer.Argument(help="video file to run headless, every frame")],
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the figures as JSON")] = None,
-    model: ModelOpt = None,
-    backend: BackendOpt = "onnxruntime",
-    device: DeviceOpt = 0,
-    batch_frames: BatchFramesOpt = BATCH_FRAMES,
-    detector: DetectorOpt = "short",
-    min_score: MinScoreOpt = MIN_SCORE,
+    model: ModelOpt = DEFAULTS.model,
+    backend: BackendOpt = DEFAULTS.backend,
+    device: DeviceOpt = DEFAULTS.device,
+    batch_frames: BatchFramesOpt = DEFAULTS.batch_frames,
+    detector: DetectorOpt = DEFAULTS.detector,
+    min_score: MinScoreOpt = DEFAULTS.min_score,
 ) -> None:
     """Time every stage headless on a video (ms per frame per stage, end-to-end fps), then the classifier alone."""
-    if json_out is not None:
-        writable(json_out)
+    check_paths({"VIDEO": video, "--model": model or default_model()}, {"--json": json_out})
     with ExitStack() as stack:
+        staged = None if json_out is None else stack.enter_context(Staged(json_out))
         src = stack.enter_context(open_source(video, live=False))
-        pipeline = build_pipeline(stack, model, backend, device, detector, min_score)
-        timings = pipeline.run(src, batch_frames=batch_frames)
-    rates = throughput(pipeline.backend, MODEL_BATCHES, MODEL_SECONDS)
-    print(bench_table(timings, pipeline.backend.name, rates))
-    if json_out is not None:
-        report = {"video": str(video), "model": str(model or default_model()), "backend": pipeline.backend.name,
-                  "device": device, "batch_frames": batch_frames, "detector": detector, **timings.to_dict(),
-                  "classifier": {"ms_per_face_batch1": round(1e3 / rates[1], 4),
-                                 "faces_per_s": {str(n): round(r, 1) for n, r in rates.items()}}}
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        rec = stack.enter_context(Recognizer(model, detector, backend, device, min_score, batch_frames=batch_frames))
+        pipeline = rec.pipeline
+        timings = rec.run(src)
+        if src.ended_early is not None:
+            raise src.ended_early
+        rates = throughput(pipeline.backend, MODEL_BATCHES, MODEL_SECONDS)
+        print(bench_table(timings, pipeline.backend.name, rates))
+        if staged is not None:
+            report = {"video": str(video), "model": str(model or default_model()), "backend": pipeline.backend.name,
+                      "device": device, "batch_frames": batch_frames, "detector": detector, **timings.to_dict(),
+                      "classifier": {"ms_per_face_batch1": round(1e3 / rates[1], 4),
+                                     "faces_per_s": {str(n): round(r, 1) for n, r in rates.items()}}}
+            staged.fill(lambda path: path.write_text(json.dumps(report, indent=2) + "\n"))
+
+
+@app.command()
+def batch(
+    inputs: Annotated[list[str], typer.Argument(help="video and image files, folders (searched recursively) and globs")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for each input's CSV and summary, and index.csv")],
+    workers: Annotated[int, typer.Option("--workers", min=1, help="processes on this machine, each with its own model")] = 1,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="run one task per input on a Ray cluster: auto (the one this machine joined) or its ADDRESS (host:port); inputs and --out-dir must be on storage every node sees")] = None,
+    parquet: Annotated[Optional[Path], typer.Option("--parquet", help="also every input's rows in one Parquet file, with an input column")] = None,
+    every_frame: EveryFrameOpt = False,
+    model: ModelOpt = DEFAULTS.model,
+    backend: BackendOpt = DEFAULTS.backend,
+    device: DeviceOpt = DEFAULTS.device,
+    batch_frames: BatchFramesOpt = DEFAULTS.batch_frames,
+    detector: DetectorOpt = DEFAULTS.detector,
+    min_score: MinScoreOpt = DEFAULTS.min_score,
+    tau: TauOpt = DEFAULTS.tau,
+    hysteresis: HysteresisOpt = DEFAULTS.hysteresis,
+) -> None:
+    """Many files, one CSV and summary each, recorded in OUT_DIR/index.csv as they finish; a file that cannot be read
+    or has no face is recorded and the batch goes on; a rerun skips what was finished with the same model and options."""
+    from .batch import INDEX, run_batch
+
+    options = Options(model, detector, min_score, backend, device, tau, hysteresis, batch_frames)
+    counts = run_batch(inputs, out_dir, options, every_frame, workers, ray, parquet)
+    skipped = counts.pop("skipped")
+    ran = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
+    print(f"{skipped + sum(counts.values())} inputs: {skipped} already finished; this run: {ran}; "
+          f"index {out_dir / INDEX}" + (f"; all rows in {parquet}" if parquet is not None else ""))
 
 
 def bench_table(t: Timings, backend: str, rates: dict[int, float]) -> str:
@@ -170,14 +198,17 @@ def main() -> None:
     """Entry point of the ``emocam`` script."""
     # FFmpeg would print its own lines for streams and files it cannot open; we report those ourselves.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    stop_on_signals()
     try:
         code = app(prog_name="emocam", standalone_mode=False)
+    except EndedEarly as e:
+        fail(str(e), ENDED_EARLY)
     except USER_ERRORS + (UsageProblem,) as e:
         fail(str(e))
     except typer.TyperException as e:  # bad or missing options and arguments
         fail(e.format_message())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        sys.exit(128 + getattr(e, "signum", signal.SIGINT))
     sys.exit(code if isinstance(code, int) else 0)
 
 

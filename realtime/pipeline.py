@@ -22,6 +22,7 @@ from .batching import BatchedPredictor
 from .backends import Backend
 from .faces import Faces
 from .sinks import Sink, annotate
+from .quality import Gate, Landmarker
 from .smooth import Smoother
 from .sources import Frame, Source
 from .track import Tracker
@@ -58,12 +59,15 @@ class Pipeline:
     """Runs a source through detector, tracker, model and smoother into sinks."""
 
     def __init__(self, detector: Callable[[np.ndarray], Faces], backend: Backend, tracker: Tracker | None = None,
-                 smoother: Smoother | None = None, queue_size: int = 4) -> None:
+                 smoother: Smoother | None = None, queue_size: int = 4, landmarker: Landmarker | None = None,
+                 gate: Gate | None = None) -> None:
         self.detector = detector
         self.backend = backend
         # Not ``tracker or Tracker()``: both define __len__, so an empty one is falsy and would be replaced.
         self.tracker = Tracker() if tracker is None else tracker
         self.smoother = Smoother() if smoother is None else smoother
+        self.landmarker = Landmarker() if landmarker is None else landmarker
+        self.gate = Gate() if gate is None else gate
         self.classes = tuple(backend.contract.classes)
         self.queue_size = queue_size
 
@@ -74,13 +78,8 @@ class Pipeline:
         self.backend.predict(to_tensor(np.zeros((1, pre.size, pre.size), np.uint8), pre))
 
     def detect(self, image: np.ndarray) -> Faces:
-        """Faces in a BGR image, without those too small to align (eye centres closer than a pixel)."""
-        faces = self.detector(image)
-        if len(faces):
-            e2e = np.linalg.norm(faces.eyes[:, 1] - faces.eyes[:, 0], axis=1)
-            if (e2e < 1.0).any():
-                faces = faces.subset(e2e >= 1.0)
-        return faces
+        """Faces in a BGR image with trusted landmarks, head pose and the quality gate's verdict."""
+        return self.gate(self.landmarker(image, self.detector(image)))
 
     def process(self, frame: Frame, faces: Faces, timings: Timings) -> Faces:
         """Track, align (all faces in one batch), infer and smooth the detected faces of one frame."""
@@ -88,14 +87,15 @@ class Pipeline:
         [(frame, faces)] = self._infer(timings, BatchedPredictor(self.backend, max_frames=1).put, (frame, faces), batch)
         return self._smooth(frame, faces, timings)
 
-    def run(self, source: Source, sinks: Sequence[Sink] = (), max_frames: int | None = None,
-            batch_frames: int = 1) -> Timings:
-        """Process ``source`` until it ends, a sink asks to stop or ``max_frames``; the caller closes source and sinks.
+    def stream(self, source: Source, batch_frames: int = 1, max_frames: int | None = None,
+               timings: Timings | None = None) -> Iterator[tuple[Frame, Faces]]:
+        """The frames of ``source`` with their faces detected, tracked, classified and smoothed, in frame order, until
+        it ends or ``max_frames``; the caller closes the source. ``timings`` (if given) adds up each stage, and the
+        time the caller spends between frames as "write".
 
         For a file, the faces of up to ``batch_frames`` consecutive frames go to the model in one call; a live source
         always sends one frame at a time."""
-        timings = Timings()
-        overlay = any(sink.overlay for sink in sinks)
+        timings = Timings() if timings is None else timings
         # Live frames must not wait behind older ones: hand over one at a time.
         detected: queue.Queue = queue.Queue(1 if source.live else self.queue_size)
         predictor = BatchedPredictor(self.backend, max_frames=1 if source.live else batch_frames)
@@ -104,23 +104,14 @@ class Pipeline:
                                   name="emocam-detect", daemon=True)
         start = time.perf_counter()
         worker.start()
-        fps, last = None, None
         try:
             for frame, faces in self._answered(detected, predictor, max_frames, timings):
                 faces = self._smooth(frame, faces, timings)
-                t0 = time.perf_counter()
-                if last is not None and t0 > last:
-                    fps = 1.0 / (t0 - last) if fps is None else 0.9 * fps + 0.1 / (t0 - last)
-                last = t0
-                if overlay:
-                    annotate(frame.image, faces, self.classes, fps)
-                for sink in sinks:
-                    sink.write(frame, faces)
-                timings.seconds["write"] += time.perf_counter() - t0
-                timings.frames += 1
+                timings.frames += 1  # counted before the caller takes it: a caller that stops here has had it
                 timings.faces += len(faces)
-                if any(sink.stop for sink in sinks):
-                    break
+                t0 = time.perf_counter()
+                yield frame, faces
+                timings.seconds["write"] += time.perf_counter() - t0
         finally:
             stop.set()
             deadline = time.perf_counter() + 2.0
@@ -131,6 +122,29 @@ class Pipeline:
                     pass
             timings.wall_s = time.perf_counter() - start
             timings.seconds["decode"] = source.decode_s
+
+    def run(self, source: Source, sinks: Sequence[Sink] = (), max_frames: int | None = None,
+            batch_frames: int = 1) -> Timings:
+        """Write the frames of ``stream`` into ``sinks`` (drawing the overlay first where one wants it) until the
+        source ends, a sink asks to stop or ``max_frames``; the caller closes source and sinks."""
+        timings = Timings()
+        overlay = any(sink.overlay for sink in sinks)
+        fps, last = None, None
+        frames = self.stream(source, batch_frames, max_frames, timings)
+        try:
+            for frame, faces in frames:
+                t0 = time.perf_counter()
+                if last is not None and t0 > last:
+                    fps = 1.0 / (t0 - last) if fps is None else 0.9 * fps + 0.1 / (t0 - last)
+                last = t0
+                if overlay:
+                    annotate(frame.image, faces, self.classes, fps)
+                for sink in sinks:
+                    sink.write(frame, faces)
+                if any(sink.stop for sink in sinks):
+                    break
+        finally:
+            frames.close()  # stops the detect thread now, not when the generator is collected
         return timings
 
     def _answered(self, detected: queue.Queue, predictor: BatchedPredictor, max_frames: int | None,

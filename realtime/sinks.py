@@ -6,17 +6,21 @@ Every sink is a context manager with ``write(frame, faces)``, so an interrupted 
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 import cv2
 import numpy as np
 
 from .faces import Faces
-from .sources import Frame
+from .records import columns, csv_cells, records
+from .sources import Frame, open_capture
 
 
 class SinkError(Exception):
@@ -44,75 +48,275 @@ class Sink:
         self.close()
 
 
+# Containers that take OpenCV's mp4v stream.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi")
+
+
 def writable(path: Path) -> Path:
-    """``path`` if its folder exists, else SinkError."""
+    """``path`` if it can name an output (its folder exists and it is not a folder itself), else SinkError."""
     path = Path(path)
+    if path.is_dir():
+        raise SinkError(f"cannot write {path}: it is a folder; give a file name")
     if not path.parent.is_dir():
         raise SinkError(f"cannot write {path}: folder {path.parent} does not exist")
     return path
 
 
-def csv_columns(classes: tuple[str, ...]) -> list[str]:
-    """The CSV header: one row per face per frame, raw (p_) then smoothed (s_) probabilities."""
-    return (["frame", "timestamp_s", "face_id", "x", "y", "w", "h", "det_score", "label"]
-            + [f"p_{c}" for c in classes] + [f"s_{c}" for c in classes])
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file, through symlinks and hard links; paths not yet there compare resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_paths(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
+    """SinkError, before anything is opened, if an output cannot be written or would overwrite an input or another
+    output (keys are the options' names, None values are left out)."""
+    ins = [(k, Path(p)) for k, p in inputs.items() if p is not None]
+    outs = [(k, writable(p)) for k, p in outputs.items() if p is not None]
+    for i, (name, path) in enumerate(outs):
+        for other, given in ins + outs[:i]:
+            if same_file(path, given):
+                what = "the input" if (other, given) in ins else "the output"
+                raise SinkError(f"{name} {path} is the same file as {what} {other} {given}; choose another file")
+
+
+def can_write(path: Path) -> Path:
+    """``path`` if a file can be created beside it (one is, then removed), else SinkError; for checks before a long run."""
+    Staged(path).discard()
+    return Path(path)
+
+
+def partial_name(path: Path, n: int = 1) -> Path:
+    """NAME.partial.EXT beside ``path`` (NAME.partialN.EXT for n > 1): the suffix stays, so writers pick the format."""
+    return path.with_name(f"{path.stem}.partial{'' if n == 1 else n}{path.suffix}")
+
+
+class Staged:
+    """A new file beside ``path`` (NAME.partial.EXT, or NAME.partial2.EXT ... when that exists) that replaces ``path``
+    only at ``commit``; a file already at ``path`` is untouched until then. Creating it proves the folder writable."""
+
+    def __init__(self, path: Path) -> None:
+        self.target = writable(path)
+        for n in itertools.count(1):
+            self.path = partial_name(self.target, n)
+            try:  # O_EXCL: never take over a file that is already there (a partial file a killed run left)
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise SinkError(f"cannot write {self.target}: {e.strerror}") from None
+        self.done = False
+
+    def commit(self) -> Path:
+        """Rename the staged file to the target (atomic: the target is either the old file or the new one)."""
+        if not self.done:
+            try:
+                os.replace(self.path, self.target)
+            except OSError as e:
+                raise SinkError(f"cannot write {self.target}: {e.strerror}; the output is in {self.path}") from None
+            self.done = True
+        return self.target
+
+    def discard(self) -> None:
+        """Remove the staged file; the target stays as it was."""
+        if not self.done:
+            self.path.unlink(missing_ok=True)
+            self.done = True
+
+    def fill(self, write: Callable[[Path], object]) -> Path:
+        """``write(staged path)``, then commit; SinkError, the staged file removed and the target untouched, if it fails."""
+        try:
+            write(self.path)
+        except OSError as e:
+            self.discard()
+            raise SinkError(f"cannot write {self.target}: {e.strerror or e}") from None
+        except BaseException:
+            self.discard()
+            raise
+        return self.commit()
+
+    def __enter__(self) -> "Staged":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
 
 
 class CsvSink(Sink):
-    """One row per face per frame; flushed every frame so an interrupted run leaves a valid file."""
+    """The records (``emocam.records``: a row per face per frame, and with ``every_frame`` one per frame without a
+    face), streamed to NAME.partial.csv beside ``path`` and renamed to ``path`` when the sink
+    closes. Each frame's rows reach the file whole, at once, so it is valid up to its last row even after SIGKILL
+    (the partial name then says so) or a full disk."""
 
-    def __init__(self, path: Path, classes: tuple[str, ...]) -> None:
-        self.path, self.classes = writable(path), tuple(classes)
+    def __init__(self, path: Path, classes: tuple[str, ...], every_frame: bool = False) -> None:
+        self.classes, self.every_frame = tuple(classes), every_frame
+        self._staged = Staged(path)
+        self.path, self.frames = self._staged.target, 0
+        # Unbuffered: a failed write is seen at the frame that failed, not at some later flush.
+        self._file: io.FileIO | None = io.FileIO(self._staged.path, "w")
+        self._size = 0
+        self._append([columns(self.classes)], "the header")
+
+    def _append(self, rows: list[list], what: str) -> None:
+        text = io.StringIO()
+        csv.writer(text).writerows(rows)
+        data = memoryview(text.getvalue().encode())
         try:
-            self._file: TextIO | None = open(self.path, "w", newline="")
+            while data:
+                data = data[self._file.write(data):]
         except OSError as e:
-            raise SinkError(f"cannot write {self.path}: {e.strerror}") from None
-        self._writer = csv.writer(self._file)
-        self._writer.writerow(csv_columns(self.classes))
-        self._file.flush()
+            # Cut what the failed write left of a row, so that the file ends with a whole row.
+            os.ftruncate(self._file.fileno(), self._size)
+            raise SinkError(f"cannot write {self.path}: {e.strerror}; it keeps the rows before {what}") from None
+        self._size = self._file.tell()
 
     def write(self, frame: Frame, faces: Faces) -> None:
-        if not len(faces):
-            return
-        k = len(self.classes)
-        blank = [""] * k
-        for i in range(len(faces)):
-            x, y, w, h = faces.boxes[i].tolist()
-            label = self.classes[faces.labels[i]] if faces.labels is not None else ""
-            probs = blank if faces.probs is None else [f"{p:.4f}" for p in faces.probs[i].tolist()]
-            smooth = blank if faces.smoothed is None else [f"{p:.4f}" for p in faces.smoothed[i].tolist()]
-            self._writer.writerow([frame.index, f"{frame.timestamp_s:.4f}", int(faces.track_ids[i]),
-                                   f"{x:.1f}", f"{y:.1f}", f"{w:.1f}", f"{h:.1f}", f"{faces.scores[i]:.3f}",
-                                   label, *probs, *smooth])
-        self._file.flush()
+        self.frames += 1
+        rows = [csv_cells(r, self.classes) for r in records(frame, faces, self.classes, self.every_frame)]
+        if rows:
+            self._append(rows, f"frame {frame.index}")
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+            self._staged.commit()
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and self.frames == 0 and self._file is not None:
+            # A run that failed before its first frame leaves the target as it was.
+            self._file.close()
+            self._file = None
+            self._staged.discard()
+        self.close()
+
+
+class JsonlSink(Sink):
+    """The records as JSON lines (one object per face per frame; with ``every_frame`` also one per frame without a
+    face), flushed every frame so that another process can read them live. ``-`` is standard output: while the sink
+    is open, everything else the process prints goes to standard error. A reader that goes away stops the run."""
+
+    def __init__(self, path: Path | str, classes: tuple[str, ...], every_frame: bool = False) -> None:
+        self.classes, self.every_frame = tuple(classes), every_frame
+        self._stdout: int | None = None
+        if str(path) == "-":
+            # Keep the real stdout for the records and point descriptor 1 at stderr, so that nothing else, not even
+            # a C library's output, lands in the stream.
+            sys.stdout.flush()
+            self._stdout = os.dup(1)
+            os.dup2(2, 1)
+            self._file: TextIO | None = os.fdopen(os.dup(self._stdout), "w")
+            return
+        # Written in place, not staged: a reader follows this very file (or FIFO) while the run goes on.
+        path = writable(Path(path))
+        try:
+            self._file = open(path, "w")
+        except OSError as e:
+            raise SinkError(f"cannot write {path}: {e.strerror}") from None
+
+    def write(self, frame: Frame, faces: Faces) -> None:
+        if self._file is None:
+            return
+        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n"
+                        for r in records(frame, faces, self.classes, self.every_frame))
+        if not lines:
+            return
+        try:
+            self._file.write(lines)
+            self._file.flush()
+        except BrokenPipeError:  # the reader is gone: nobody wants more
+            self.stop = True
+            self._drop()
+
+    def _drop(self) -> None:
+        try:
+            self._file.close()
+        except BrokenPipeError:
+            pass
+        self._file = None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._drop()
+        if self._stdout is not None:
+            sys.stdout.flush()
+            os.dup2(self._stdout, 1)
+            os.close(self._stdout)
+            self._stdout = None
 
 
 class VideoSink(Sink):
-    """The annotated frames as an mp4 (codec mp4v) at ``fps``; the frame size is taken from the first frame."""
+    """The annotated frames as a video (codec mp4v) at ``fps``, the frame size taken from the first frame. It is
+    written to NAME.partial.EXT beside ``path``, read back when the sink closes (OpenCV's writer reports no write
+    errors, so a full disk would pass unseen) and only then renamed to ``path``."""
 
     overlay = True
+    FOURCC = "mp4v"
 
     def __init__(self, path: Path, fps: float) -> None:
-        self.path, self.fps = writable(path), fps
-        self._writer: cv2.VideoWriter | None = None
+        self._staged = Staged(video_name(path))
+        self.path, self.fps, self.frames = self._staged.target, fps, 0
+        self._writer = self._open((16, 16))  # checks the codec now rather than at the first frame
+        self._writer.release()
+        self._writer = None
+
+    def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
+        writer = cv2.VideoWriter(str(self._staged.path), cv2.VideoWriter_fourcc(*self.FOURCC), self.fps, size)
+        if not writer.isOpened():
+            self._staged.discard()
+            raise SinkError(f"cannot write the video {self.path}: OpenCV here cannot encode {self.FOURCC} into it")
+        return writer
 
     def write(self, frame: Frame, faces: Faces) -> None:
         if self._writer is None:
             h, w = frame.image.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self._writer.isOpened():
-                raise SinkError(f"cannot write the video {self.path}")
+            self._writer = self._open((w, h))
+        # Counted first: a stop signal can land between two statements, and then the file holds this frame or not.
+        self.frames += 1
         self._writer.write(frame.image)
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        if self._staged.done:
+            return
+        if self.frames == 0:
+            self._staged.discard()
+            return
+        problem = video_problem(self._staged.path, self.frames)
+        if problem:
+            self._staged.discard()
+            raise SinkError(f"could not write the video {self.path}: {problem} (is the disk full?); nothing was kept")
+        self._staged.commit()
+
+
+def video_name(path: Path) -> Path:
+    """``path`` if its suffix names a container the video sink writes, else SinkError."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise SinkError(f"cannot write the video {path}: name it {', '.join(VIDEO_SUFFIXES)}")
+    return path
+
+
+def video_problem(path: Path, frames: int) -> str | None:
+    """What is wrong with a video just written with ``frames`` frames (None if it reads back whole)."""
+    cap = open_capture(str(path))
+    try:
+        if not cap.isOpened():
+            return "the file it wrote cannot be read back"
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        if not frames - 1 <= count <= frames:  # one less when a stop signal came just before the last frame's write
+            return f"the file it wrote holds {count} of {frames} frames"
+        cap.set(cv2.CAP_PROP_POS_FRAMES, count - 1)
+        if not cap.read()[0]:
+            return "the last frame it wrote cannot be decoded"
+        return None
+    finally:
+        cap.release()
 
 
 class Window(Sink):
@@ -121,9 +325,13 @@ class Window(Sink):
     overlay = True
 
     def __init__(self, title: str = "emocam") -> None:
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            # OpenCV's Qt backend aborts the whole process without a display, so check first.
-            raise SinkError("no display for the preview window; run headless with --no-display")
+        if sys.platform.startswith("linux"):
+            # OpenCV's Qt backend aborts the whole process when it cannot reach a display, so check first.
+            display = os.environ.get("WAYLAND_DISPLAY") or os.environ.get("DISPLAY")
+            if not display:
+                raise SinkError("no display for the preview window")
+            if not window_opens():
+                raise SinkError(f"no window opens on display {display}")
         self.title = title
         self._shown = False
 
@@ -141,6 +349,15 @@ class Window(Sink):
             cv2.destroyWindow(self.title)
             cv2.waitKey(1)
             self._shown = False
+
+
+def window_opens(timeout_s: float = 20.0) -> bool:
+    """Whether OpenCV can open a window here, tried in a child process, where Qt's abort cannot reach us."""
+    probe = "import cv2; cv2.namedWindow('emocam'); cv2.waitKey(1); cv2.destroyAllWindows()"
+    try:
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=timeout_s).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 class ProgressBar(Sink):
@@ -165,8 +382,18 @@ class Summary(Sink):
     def __init__(self, classes: tuple[str, ...], json_path: Path | None = None, plot_path: Path | None = None,
                  out: TextIO | None = None, max_plotted: int = 8) -> None:
         self.classes = tuple(classes)
-        self.json_path = None if json_path is None else writable(json_path)
-        self.plot_path = None if plot_path is None else writable(plot_path)
+        if plot_path is not None:
+            plot_format(plot_path)
+        # Claimed now, so that a folder that cannot be written is found before the run; filled and renamed at close.
+        self._json = None if json_path is None else Staged(json_path)
+        try:
+            self._plot = None if plot_path is None else Staged(plot_path)
+        except SinkError:
+            if self._json is not None:
+                self._json.discard()
+            raise
+        self.json_path = None if self._json is None else self._json.target
+        self.plot_path = None if self._plot is None else self._plot.target
         self.out, self.max_plotted = out, max_plotted
         self._frames, self._first_s, self._last_s = 0, 0.0, 0.0
         self._faces: dict[int, dict] = {}
@@ -183,13 +410,12 @@ class Summary(Sink):
             face = self._faces.get(track)
             if face is None:
                 face = self._faces[track] = {"frames": 0, "labels": np.zeros(len(self.classes), np.int64),
-                                             "first_s": frame.timestamp_s, "times": [], "probs": []}
+                                             "first_s": frame.timestamp_s, "timeline": Timeline(len(self.classes))}
             face["frames"] += 1
             face["labels"][faces.labels[i]] += 1
             face["last_s"] = frame.timestamp_s
             if self.plot_path is not None:
-                face["times"].append(frame.timestamp_s)
-                face["probs"].append(faces.smoothed[i].copy())
+                face["timeline"].add(frame.timestamp_s, faces.smoothed[i])
 
     def frame_s(self) -> float:
         """Mean time between processed frames (0 before two frames)."""
@@ -217,35 +443,95 @@ class Summary(Sink):
         return "\n".join([f"{report['frames']} frames, {len(rows)} face(s)", head, *rows])
 
     def close(self) -> None:
-        if self._closed or self._frames == 0:  # a run that failed before its first frame has nothing to tell
+        if self._closed:
             return
         self._closed = True
+        staged = [s for s in (self._json, self._plot) if s is not None]
+        if self._frames == 0:  # a run that failed before its first frame has nothing to tell
+            for s in staged:
+                s.discard()
+            return
         report = self.report()
         print(self.table(report), file=self.out or sys.stdout, flush=True)
-        if self.json_path is not None:
-            self.json_path.write_text(json.dumps(report, indent=2) + "\n")
-        if self.plot_path is not None:
-            self.plot(report)
+        writes = {self._json: lambda path: path.write_text(json.dumps(report, indent=2) + "\n"),
+                  self._plot: lambda path: self.plot(report, path)}
+        errors = []
+        for s in staged:  # each file on its own: one that cannot be written does not cost the other
+            try:
+                s.fill(writes[s])
+            except SinkError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
-    def plot(self, report: dict) -> None:
-        """Each face's smoothed probabilities over time, one panel per face, as a PNG."""
+    def plot(self, report: dict, path: Path | None = None) -> None:
+        """Each face's smoothed probabilities over time, one panel per face, as an image (PNG, or as ``path`` is named)."""
         from matplotlib.figure import Figure  # a bare Figure renders with Agg and never opens a window
 
         shown = [f["face_id"] for f in report["faces"][:self.max_plotted]]
         fig = Figure(figsize=(10, 1.2 + 2.0 * max(len(shown), 1)), layout="constrained")
         axes = fig.subplots(max(len(shown), 1), 1, squeeze=False)[:, 0]
         for ax, track in zip(axes, shown):
-            face = self._faces[track]
-            probs = np.array(face["probs"])
+            times, probs = self._faces[track]["timeline"].points()
             for k, name in enumerate(self.classes):
-                ax.plot(face["times"], probs[:, k], label=name, linewidth=1.2)
+                ax.plot(times, probs[:, k], label=name, linewidth=1.2)
             ax.set_ylim(0, 1)
             ax.set_ylabel(f"face {track}")
         if not shown:
             axes[0].text(0.5, 0.5, "no face", ha="center", va="center", transform=axes[0].transAxes)
         axes[0].legend(loc="upper right", ncol=len(self.classes), fontsize="small")
         axes[-1].set_xlabel("time (s)")
-        fig.savefig(self.plot_path, dpi=100)
+        path = Path(path or self.plot_path)
+        fig.savefig(path, dpi=100, format=plot_format(path))
+
+
+def plot_format(path: Path) -> str:
+    """The image format matplotlib writes for ``path``'s suffix; SinkError for one it cannot write."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    kind = Path(path).suffix.lower().lstrip(".")
+    if kind not in kinds:
+        raise SinkError(f"cannot write the plot {path}: name it .png (or .pdf, .svg, .jpg: a type matplotlib writes)")
+    return kind
+
+
+class Timeline:
+    """A face's smoothed probabilities over time in at most ``points`` points: when full, neighbouring points are
+    averaged in pairs and each later point averages twice as many frames, so a day-long run uses no more memory than
+    a short one."""
+
+    def __init__(self, classes: int, points: int = 1024) -> None:
+        self.points_max, self.per_point, self.n = points, 1, 0
+        # Sums of time and probabilities per point, and the frames in each; grown as needed up to points_max.
+        self._sums = np.zeros((0, 1 + classes))
+        self._counts = np.zeros(0, np.int64)
+
+    def add(self, timestamp_s: float, probs: np.ndarray) -> None:
+        """Take one frame's probabilities."""
+        if self.n == 0 or self._counts[self.n - 1] >= self.per_point:
+            if self.n == self.points_max:
+                self._halve()
+            if self.n == len(self._counts):  # grow by doubling: most tracks are short
+                grow = min(max(16, 2 * self.n), self.points_max) - self.n
+                self._sums = np.concatenate([self._sums, np.zeros((grow, self._sums.shape[1]))])
+                self._counts = np.concatenate([self._counts, np.zeros(grow, np.int64)])
+            self.n += 1
+        self._sums[self.n - 1, 0] += timestamp_s
+        self._sums[self.n - 1, 1:] += probs
+        self._counts[self.n - 1] += 1
+
+    def _halve(self) -> None:
+        half = self.n // 2
+        self._sums[:half] = self._sums[0:2 * half:2] + self._sums[1:2 * half:2]
+        self._counts[:half] = self._counts[0:2 * half:2] + self._counts[1:2 * half:2]
+        self._sums[half:], self._counts[half:] = 0.0, 0
+        self.n, self.per_point = half, 2 * self.per_point
+
+    def points(self) -> tuple[np.ndarray, np.ndarray]:
+        """Times (n,) and mean probabilities (n, classes) of the points so far."""
+        mean = self._sums[:self.n] / self._counts[:self.n, None]
+        return mean[:, 0], mean[:, 1:]
 
 
 PALETTE = [(66, 135, 245), (80, 200, 120), (0, 165, 255), (220, 80, 200), (40, 200, 230), (230, 120, 60)]

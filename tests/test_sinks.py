@@ -12,7 +12,8 @@ import pytest
 
 from conftest import CLASSES
 from emocam.faces import Faces
-from emocam.sinks import CsvSink, SinkError, Summary, VideoSink, Window, annotate, csv_columns
+from emocam.records import columns
+from emocam.sinks import CsvSink, SinkError, Summary, VideoSink, Window, annotate
 from emocam.sources import Frame
 
 
@@ -34,11 +35,12 @@ def read_rows(path: Path) -> list[list[str]]:
 def test_csv_header_and_rows_are_on_disk_while_running(tmp_path: Path) -> None:
     path = tmp_path / "faces.csv"
     with CsvSink(path, CLASSES) as sink:
-        assert read_rows(path) == [csv_columns(CLASSES)]
+        assert read_rows(path) == [columns(CLASSES)]
         sink.write(*frame_with_faces(0))
         rows = read_rows(path)  # read before closing: already flushed
         assert len(rows) == 3
-    assert rows[0] == ["frame", "timestamp_s", "face_id", "x", "y", "w", "h", "det_score", "label",
+    assert rows[0] == ["frame", "timestamp_s", "face_id", "x", "y", "w", "h", "det_score", "yaw", "pitch", "roll",
+                       "quality", "label",
                        *[f"p_{c}" for c in CLASSES], *[f"s_{c}" for c in CLASSES]]
     first = dict(zip(rows[0], rows[1]))
     assert first["frame"] == "0" and first["face_id"] == "0" and first["label"] in CLASSES

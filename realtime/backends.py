@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .contract import METADATA_KEY, ModelContract, ModelError, contract_from_metadata, read_contract
+from .contract import METADATA_KEY, ModelContract, ModelError, contract_from_metadata, read_contract, session_contract
 
 # "auto" tries these in order, fastest first; onnxruntime on CPU is the fallback that always runs.
 BACKENDS = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "torch", "onnxruntime")
@@ -96,7 +96,7 @@ class OnnxRuntimeBackend:
                                f"cuDNN 9 (pip install 'onnxruntime-gpu[cuda,cudnn]') and, for TensorRT, TensorRT 10")
         self.name = {"TensorrtExecutionProvider": "onnxruntime-tensorrt",
                      "CUDAExecutionProvider": "onnxruntime-cuda"}.get(active, "onnxruntime")
-        self.contract = contract_from_metadata(self.session.get_modelmeta().custom_metadata_map, model)
+        self.contract = session_contract(self.session, model)
         self._input = self.session.get_inputs()[0].name
         self._outputs_probs = self.contract.info.get("output", "probs") == "probs"
 
@@ -192,8 +192,7 @@ class TorchBackend:
         self.device = torch.device("cpu") if device == "cpu" else cuda_device(device)
         program = Path(program)
         if not program.is_file():
-            raise BackendError(f"no torch program at {program}; write it with train.engine.export_program "
-                               f"(emotrain export writes it beside the ONNX)")
+            raise BackendError(f"no torch program at {program}; emotrain export writes it beside the ONNX")
         extra = {METADATA_KEY: "", PROGRAM_SHA_KEY: ""}
         exported = torch.export.load(str(program), extra_files=extra)
         self.contract = contract_from_metadata({k: v for k, v in extra.items() if v}, program)
@@ -256,7 +255,7 @@ class TorchBackend:
 def open_tensorrt(model: Path, device: int = 0, fp16: bool = True) -> TensorRTBackend:
     """TensorRT for an emocam ONNX file: its engine is reused where it was built here from this file, else rebuilt."""
     import_tensorrt()
-    from emocam.train.engine import engine_for
+    from .trt_engine import engine_for
 
     return TensorRTBackend(engine_for(model, fp16=fp16, device=device), read_contract(model), device)
 

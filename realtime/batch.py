@@ -18,9 +18,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .backends import BackendError, sha256
+from .backends import sha256
 from .contract import ModelError
-from .extras import MissingExtra, require
+from .extras import require
 from .recognizer import Options, Recognizer, UsageProblem
 from .records import read_csv
 from .sinks import CsvSink, SinkError, Staged, Summary, writable
@@ -99,17 +99,17 @@ def recognizer(options: Options) -> Recognizer:
 
 def process(job: Job) -> dict:
     """Run one input into its CSV and summary; the index row that records it. An input that cannot be read, or that
-    fails in any other way, is recorded as failed, so that the batch goes on."""
+    fails in any other way, is recorded as failed, so that the batch goes on; a model that cannot be loaded or an
+    output that cannot be written stops the batch (every other input would fail the same way)."""
     out_dir = Path(job.out_dir)
     row = dict.fromkeys(INDEX_COLUMNS, "") | {"input": job.input, "key": job.key, "frames": 0, "faces": 0,
                                                 "worker": f"{socket.gethostname()}:{os.getpid()}"}
     # What a killed run left half written for this input.
     for stale in out_dir.glob(f"{glob.escape(job.name)}.*partial*"):
         stale.unlink(missing_ok=True)
+    rec = recognizer(job.options)  # built once per process, and not timed
     start = time.perf_counter()
     try:
-        rec = recognizer(job.options)  # built once per process, and not timed after the first input
-        start = time.perf_counter()
         csv_path, summary_path = out_dir / f"{job.name}.csv", out_dir / f"{job.name}.summary.json"
         with open_source(Path(job.input), live=False) as src:
             with CsvSink(csv_path, rec.classes, job.every_frame) as rows, \
@@ -120,8 +120,10 @@ def process(job: Job) -> dict:
             row.update(status=ENDED_EARLY, error=str(src.ended_early))
         else:
             row["status"] = DONE if timings.faces else NO_FACE
-    except (SourceError, ModelError, BackendError, SinkError, UsageProblem, MissingExtra) as e:
+    except SourceError as e:
         row.update(status=FAILED, error=str(e))
+    except SinkError:
+        raise
     except Exception as e:  # noqa: BLE001 - one input a library chokes on must not end a batch of thousands
         row.update(status=FAILED, error=f"{type(e).__name__}: {e}".splitlines()[0])
     row["seconds"] = round(time.perf_counter() - start, 3)
@@ -221,7 +223,10 @@ def run_ray(jobs: Sequence[Job], address: str) -> Iterator[dict]:
         pending = [task.remote(job) for job in jobs]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+            try:
+                yield ray.get(done[0])
+            except ray.exceptions.RayTaskError as e:  # the task's own exception, told as it would be locally
+                raise e.cause from None
     finally:
         ray.shutdown()
 

@@ -127,7 +127,7 @@ def test_backend_matches_onnxruntime_cpu(spec: str, tolerance: float, model: Pat
 
 def test_fp16_onnx_for_tensorrt_keeps_float32_io_and_the_answers(model: Path, faces: np.ndarray,
                                                                  reference: np.ndarray, tmp_path: Path) -> None:
-    from emocam.train.engine import fp16_onnx
+    from emocam.trt_engine import fp16_onnx
 
     half = tmp_path / "half.onnx"
     half.write_bytes(fp16_onnx(model))
@@ -139,7 +139,7 @@ def test_fp16_onnx_for_tensorrt_keeps_float32_io_and_the_answers(model: Path, fa
 
 def test_mirror_export_averages_each_face_with_its_mirror_image(checkpoint: Path, faces: np.ndarray,
                                                                tmp_path: Path) -> None:
-    from emocam.train.engine import export_program
+    from emocam.train.export import export_program
     from emocam.train.export import export_onnx
 
     plain = OnnxRuntimeBackend(export_onnx([checkpoint], tmp_path / "plain.onnx"))
@@ -156,7 +156,7 @@ def test_mirror_export_averages_each_face_with_its_mirror_image(checkpoint: Path
 
 def test_ensemble_export_averages_its_networks_each_in_its_own_normalisation(checkpoint: Path, faces: np.ndarray,
                                                                               tmp_path: Path) -> None:
-    from emocam.train.engine import export_program
+    from emocam.train.export import export_program
     from emocam.train.export import export_onnx
 
     lite_pre = Preprocess(48, mean=0.449, std=0.226)  # the first network's is 0.5, 0.5
@@ -251,7 +251,7 @@ FACTS = {"tensorrt": "10.13.3.9", "gpu": "NVIDIA H200", "compute_capability": "9
 
 
 def test_engine_is_reused_only_when_every_sidecar_field_matches(model: Path, tmp_path: Path) -> None:
-    from emocam.train.engine import Profile, describe, stale_reason
+    from emocam.trt_engine import Profile, describe, stale_reason
 
     built = describe(model, True, Profile(), FACTS)
     assert json.loads(json.dumps(built)) == built
@@ -269,7 +269,7 @@ def test_engine_is_reused_only_when_every_sidecar_field_matches(model: Path, tmp
 
 
 def test_engine_paths_sidecars_and_profiles(tmp_path: Path) -> None:
-    from emocam.train.engine import Profile, engine_path, read_sidecar, sidecar_path
+    from emocam.trt_engine import Profile, engine_path, read_sidecar, sidecar_path
 
     engine = engine_path(tmp_path / "model.onnx")
     assert engine.name == "model.fp16.engine" and engine_path(tmp_path / "m.onnx", fp16=False).name == "m.fp32.engine"
@@ -282,7 +282,7 @@ def test_engine_paths_sidecars_and_profiles(tmp_path: Path) -> None:
 
 
 def test_engine_for_without_tensorrt_raises_backend_error(model: Path) -> None:
-    from emocam.train.engine import build_engine, engine_for
+    from emocam.trt_engine import build_engine, engine_for
 
     try:
         import tensorrt  # noqa: F401

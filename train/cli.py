@@ -15,16 +15,22 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 Fer = Annotated[Optional[Path], typer.Option(help="FER-2013 csv (.csv or .csv.gz) or folder with train/ and test/")]
 FerPlus = Annotated[Optional[Path], typer.Option(help="FER+ votes (fer2013new.csv) to train on soft targets")]
 Majority = Annotated[bool, typer.Option(help="with --ferplus: train on FER+'s most voted class instead")]
-Target = Annotated[Optional[Path], typer.Option(help="target set folder with train/<class>/ and val/<class>/")]
+Target = Annotated[Optional[list[Path]], typer.Option(help="target set folder with train/<class>/ and val/<class>/; "
+                                                           "repeat for several sets")]
+Init = Annotated[str, typer.Option(help="imagenet, or a checkpoint (best.pt) to continue from")]
+Carve = Annotated[float, typer.Option(help="share of each target set's train persons kept apart to choose the epoch")]
+FerFraming = Annotated[str, typer.Option(help="FER-2013 faces as they are (own) or re-cropped like live faces (live)")]
+Footage = Annotated[float, typer.Option(help="share of training faces made to look like video: downscaled, blurred, "
+                                             "relit")]
 Out = Annotated[Path, typer.Option(help="run folder for checkpoints, reports and the exported model")]
 Arch = Annotated[str, typer.Option(help="mobilenet_v2, efficientnet_lite0, their _x2 forms (which upsample the input "
                                          "2x inside), alexnet or vgg_m")]
 Size = Annotated[Optional[int], typer.Option(help="input side in pixels (default: the architecture's)")]
 Weights = Annotated[Optional[Path], typer.Option(help="ImageNet state dict to use instead of torchvision's")]
-Epochs = Annotated[int, typer.Option(help="epochs")]
+Epochs = Annotated[int, typer.Option(min=1, help="epochs")]
 Lr = Annotated[float, typer.Option(help="initial learning rate")]
 Step = Annotated[int, typer.Option(help="divide the learning rate by 10 every this many epochs")]
-Batch = Annotated[int, typer.Option(help="batch size")]
+Batch = Annotated[int, typer.Option(min=1, help="batch size")]
 Momentum = Annotated[float, typer.Option(help="SGD momentum")]
 Decay = Annotated[float, typer.Option(help="weight decay")]
 Balance = Annotated[bool, typer.Option(help="sample classes evenly (disgust is 1.5% of FER-2013)")]
@@ -42,6 +48,15 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _writable(*paths: Path) -> None:
+    """Make the files' folders and check that files can be written there, before a long run (SinkError if not)."""
+    from emocam.sinks import can_write
+
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        can_write(path)
+
+
 def _stage(**kw):
     from .fit import StageConfig
 
@@ -54,11 +69,14 @@ def _run(action):
     from .models import WeightsError
     from emocam.contract import ModelError
     from emocam.backends import BackendError
+    from emocam.sinks import SinkError
 
     try:
         return action()
-    except (DataError, WeightsError, ModelError, BackendError, ValueError, FileNotFoundError) as e:
+    except (DataError, WeightsError, ModelError, BackendError, SinkError, ValueError) as e:
         fail(str(e))
+    except OSError as e:  # a file that vanished or a folder that cannot be written: name it, not "[Errno 2]"
+        fail(f"{e.filename}: {e.strerror}" if e.filename else str(e))
     except KeyboardInterrupt:
         fail("interrupted; rerun with --resume to continue from the last checkpoint", 130)
 
@@ -67,9 +85,16 @@ def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, m
     """ONNX (checked against PyTorch on the first checkpoint's validation faces, or FER-2013 PrivateTest faces
     with ``fer``), the torch program beside it, and a TensorRT engine where TensorRT runs."""
     from emocam.backends import BackendError
+    from emocam.sinks import check_paths
 
-    from .engine import build_engine, export_program
-    from .export import export_onnx, load_checkpoint
+    outputs = {"--out": onnx_path, "its torch program": onnx_path.with_suffix(".pt2"),
+               "its parity report": onnx_path.with_suffix(".parity.json")}
+    _writable(*outputs.values())
+    check_paths({f"checkpoint {c}": c for c in checkpoints}, outputs)
+
+    from emocam.trt_engine import build_engine
+
+    from .export import export_onnx, export_program, load_checkpoint
 
     faces = None
     if fer is not None:
@@ -89,16 +114,21 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fer
             out: Out = Path("runs/cascade"), arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
             epochs1: Epochs = 20, lr1: Lr = 1e-3, epochs2: Epochs = 20, lr2: Lr = 1e-3, step: Step = 10,
             batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
-            erase: Erase = 0.0, limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
+            erase: Erase = 0.0,
+            footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own", limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
             threads: Threads = None, export: Export = True) -> None:
     """The cascade: ImageNet -> FER-2013 (FER32) -> target set, then export."""
     common = dict(arch=arch, size=size, batch=batch, momentum=momentum, weight_decay=weight_decay, step=step,
-                  balance=balance, erase=erase, seed=seed, device=device, threads=threads, fer=fer, target=target)
+                  balance=balance, erase=erase, footage=footage, carve=carve, fer_framing=fer_framing, seed=seed, device=device,
+                  threads=threads, fer=fer, target=tuple(target or ()))
     s1 = _stage(out=out / "stage1", data="fer32", ferplus=ferplus, ferplus_majority=ferplus_majority, init="imagenet",
                 weights=weights, epochs=epochs1, lr=lr1, limit=limit, **common)
     s2 = _stage(out=out / "stage2", data="target", init="stage1", epochs=epochs2, lr=lr2, select="acc", **common)
     from .fit import cascade as run_cascade
 
+    for folder in target or ():  # stage 2 reads them: say so before stage 1 makes its folder
+        if not folder.is_dir():
+            fail(f"target set folder not found: {folder}")
     best = _run(lambda: run_cascade(s1, s2, resume))
     if export:
         _run(lambda: _export([best], out / "model.onnx"))
@@ -106,14 +136,17 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fer
 
 @app.command()
 def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "mobilenet_v2", size: Size = None,
-           weights: Weights = None, epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64,
-           momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0,
+           weights: Weights = None, init: Init = "imagenet", epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10,
+           batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
+           erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
            seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None, fer: Fer = None,
            export: Export = False) -> None:
-    """ImageNet -> target set directly (one stage); with --fer it is also scored on FER-2013 PrivateTest."""
-    cfg = _stage(out=out, data="target", target=target, fer=fer, arch=arch, size=size, init="imagenet", weights=weights,
+    """One stage on the target sets: from ImageNet (the paper's single scheme), or with --init from an earlier
+    stage's checkpoint (the cascade's stage 2 alone); with --fer it is also scored on FER-2013 PrivateTest."""
+    cfg = _stage(out=out, data="target", target=tuple(target or ()), fer=fer, arch=arch, size=size, init=init,
+                 weights=weights,
                  epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum, weight_decay=weight_decay,
-                 balance=balance, erase=erase, seed=seed, device=device, threads=threads)
+                 balance=balance, erase=erase, footage=footage, carve=carve, fer_framing=fer_framing, seed=seed, device=device, threads=threads)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))
@@ -126,14 +159,15 @@ def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fe
              out: Out = Path("runs/combined"), arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
              epochs: Epochs = 20,
              lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
-             weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0, limit: Limit = None,
+             weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0,
+            footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own", limit: Limit = None,
              seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None,
              export: Export = False) -> None:
     """ImageNet -> FER32 and the target set's train split together, in one stage."""
-    cfg = _stage(out=out, data="combined", fer=fer, target=target, ferplus=ferplus, ferplus_majority=ferplus_majority,
+    cfg = _stage(out=out, data="combined", fer=fer, target=tuple(target or ()), ferplus=ferplus, ferplus_majority=ferplus_majority,
                  arch=arch, size=size, init="imagenet", weights=weights, epochs=epochs, lr=lr, step=step, batch=batch,
                  momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed,
-                 device=device, threads=threads)
+                 device=device, threads=threads, footage=footage, carve=carve, fer_framing=fer_framing)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))
@@ -145,15 +179,17 @@ def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fe
 def fer(fer: Fer = None, ferplus: FerPlus = None, ferplus_majority: Majority = False, target: Target = None,
         out: Out = Path("runs/fer"), variant: str = "fer32",
         arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
-        init: Annotated[str, typer.Option(help="imagenet, or a checkpoint (best.pt) to continue from")] = "imagenet",
+        init: Init = "imagenet",
         epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
-        weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0, limit: Limit = None, seed: Seed = 0,
+        weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0,
+            footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own", limit: Limit = None, seed: Seed = 0,
         resume: Resume = False, device: Device = "auto", threads: Threads = None, export: Export = False) -> None:
     """FER-2013 only (FER28 or FER32), from ImageNet or a checkpoint; with --target also scored on the target set."""
-    cfg = _stage(out=out, data=variant, fer=fer, ferplus=ferplus, ferplus_majority=ferplus_majority, target=target,
+    cfg = _stage(out=out, data=variant, fer=fer, ferplus=ferplus, ferplus_majority=ferplus_majority,
+                 target=tuple(target or ()),
                  arch=arch, size=size, init=init, weights=weights, epochs=epochs, lr=lr, step=step, batch=batch,
                  momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed,
-                 device=device, threads=threads)
+                 device=device, threads=threads, footage=footage, carve=carve, fer_framing=fer_framing)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))
@@ -168,12 +204,31 @@ def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
              out: Annotated[Optional[Path], typer.Option(help="write OUT.json and the confusion matrix OUT.png")] = None,
              backend: Annotated[str, typer.Option(help="inference backend")] = "onnxruntime") -> None:
     """Accuracy, mean per-class recall, per-class recall and confusion matrix on a FER-2013 split or a folder."""
-    from .evaluate import evaluate_model, load_for, write_result
+    from .evaluate import evaluate_model, load_for, result_files, write_result
 
+    if out is not None:  # checked before the evaluation, which takes a while
+        _run(lambda: _writable(*result_files(out)))
     result = _run(lambda: evaluate_model(model, load_for(model, fer, split, folder), backend))
     print(json.dumps({k: result[k] for k in ("data", "n", "accuracy", "mean_recall", "recall")}, indent=1))
     if out is not None:
-        write_result(result, out)
+        _run(lambda: write_result(result, out))
+
+
+@app.command()
+def measure(fer: Fer = None,
+            faces: Annotated[int, typer.Option(help="FER-2013 Training faces to sample")] = 1500, seed: Seed = 0,
+            out: Annotated[Path, typer.Option(help="JSON to write")] = Path("docs/results/framing.json")) -> None:
+    """FER-2013's framing (crop margins around the eyes), the head poses of its training faces and the keypoint-pose
+    constants, as the live detector and landmarks see them: where CropSpec's and the quality gate's defaults come from."""
+    from .framing import measure_fer
+
+    if fer is None:
+        fail("give --fer (FER-2013's csv)")
+    result = _run(lambda: measure_fer(fer, faces, seed))
+    text = json.dumps(result, indent=1)
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
 
 
 @app.command("export")
@@ -202,14 +257,21 @@ def engine(onnx: Annotated[Path, typer.Argument(help="exported ONNX model")],
            max_batch: Annotated[int, typer.Option(help="largest batch the engine accepts")] = 64,
            fp32: Annotated[bool, typer.Option("--fp32", help="build in fp32 instead of fp16")] = False) -> None:
     """A TensorRT engine for this GPU, with a JSON sidecar of the TensorRT version, GPU, profile and ONNX it fits."""
-    from .engine import build_engine
+    from emocam.trt_engine import build_engine
 
     built = _run(lambda: build_engine(onnx, out, opt_batch=min(8, max_batch), max_batch=max_batch, fp16=not fp32))
     print(f"TensorRT engine {built}")
 
 
 def main() -> None:
-    app()
+    """Entry point of the ``emotrain`` script: usage errors, too, are one line."""
+    try:
+        code = app(prog_name="emotrain", standalone_mode=False)
+    except typer.TyperException as e:  # bad or missing options and arguments (no arguments: the help, printed)
+        if e.format_message():
+            print(f"emotrain: error: {e.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

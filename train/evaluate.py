@@ -10,20 +10,24 @@ import numpy as np
 from emocam.align import to_tensor
 from emocam.contract import read_contract
 from emocam.backends import open_backend
+from emocam.sinks import Staged
 
 from .data import CLASSES, FER_USAGES, DataError, FaceSet, prepare_all, describe, load_target, read_fer_csv, read_fer_folders
-from .fit import scores
+from .metrics import scores
 
 
 def fer_split(fer: Path, split: str, pre) -> FaceSet:
     """One FER-2013 split ('Training', 'PublicTest', 'PrivateTest'; 'train' or 'test' for the folder layout)."""
     fer = Path(fer)
+    splits = ("train", "test") if fer.is_dir() else FER_USAGES
+    if split not in splits:
+        raise DataError(f"unknown FER-2013 split '{split}' for {fer}; choose one of {', '.join(splits)}")
     if fer.is_dir():
         return read_fer_folders(fer, pre)[split]
-    if split not in FER_USAGES:
-        raise DataError(f"unknown FER-2013 split '{split}'; choose one of {', '.join(FER_USAGES)}")
     images, labels, usage = read_fer_csv(fer)
     keep = usage == FER_USAGES.index(split)
+    if not keep.any():
+        raise DataError(f"{fer} has no {split} rows; choose another --split")
     return FaceSet(prepare_all(images[keep], pre), labels[keep], f"fer2013/{split}")
 
 
@@ -34,7 +38,7 @@ def evaluate_model(model: Path, faces: FaceSet, backend: str = "onnxruntime", ba
         raise DataError(f"{model} predicts {', '.join(engine.contract.classes)}; evaluation expects {', '.join(CLASSES)}")
     probs = np.concatenate([engine.predict(to_tensor(faces.images[i:i + batch], engine.contract.pre))
                             for i in range(0, len(faces), batch)])
-    return {"model": str(model), "data": faces.name, **scores(faces.labels, probs.argmax(1))}
+    return {"model": str(model), "data": faces.name, **scores(faces.labels, probs.argmax(1), passed=faces.passed)}
 
 
 def load_for(model: Path, fer: Path | None, split: str, folder: Path | None) -> FaceSet:
@@ -75,12 +79,17 @@ def plot_confusion(result: dict, out: Path) -> Path:
     return out
 
 
+def result_files(out: Path) -> tuple[Path, Path]:
+    """The files ``write_result`` writes for ``out``: OUT.json and OUT.png."""
+    return Path(out).with_suffix(".json"), Path(out).with_suffix(".png")
+
+
 def write_result(result: dict, out: Path) -> None:
-    """``out``.json and the confusion matrix as ``out``.png."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    plot_confusion(result, out.with_suffix(".png"))
+    """``out``.json and the confusion matrix as ``out``.png, each written whole or not at all."""
+    json_path, png_path = result_files(out)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    Staged(json_path).fill(lambda path: path.write_text(json.dumps(result, indent=1)))
+    Staged(png_path).fill(lambda path: plot_confusion(result, path))
 
 
 def markdown_table(results: list[Path]) -> str:

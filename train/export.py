@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emocam.contract import METADATA_KEY, ModelContract
+from emocam.backends import PROGRAM_SHA_KEY, sha256
+from emocam.contract import METADATA_KEY, ModelContract, ModelError, read_contract
 
 from .models import build_model
 
@@ -49,10 +50,19 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelContract, dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    not_one = ModelError(f"{path} is not an emotrain checkpoint (a stage's best.pt or last.pt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # torch.load raises unpickling, zip and runtime errors of several types for other files
+        raise not_one from None
+    if not isinstance(ckpt, dict) or not {"contract", "config", "model"} <= ckpt.keys():
+        raise not_one
     contract = ModelContract.from_json(ckpt["contract"])
     model = build_model(ckpt["config"]["arch"], len(contract.classes), contract.pre.channels, "scratch")
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError:
+        raise ModelError(f"{path}: its weights do not fit its architecture {ckpt['config']['arch']}") from None
     return model.eval(), contract, ckpt
 
 
@@ -116,4 +126,20 @@ def export_onnx(checkpoints: list[Path], out: Path, faces: np.ndarray | None = N
         raise ValueError(f"ONNX export differs from PyTorch by {diff:.2e} (> {PARITY_TOLERANCE:g})")
     tmp.replace(out)
     out.with_suffix(".parity.json").write_text(json.dumps({"faces": len(faces), "max_abs_diff": diff}))
+    return out
+
+
+def export_program(checkpoints: list[Path], onnx_path: Path) -> Path:
+    """Write the checkpoints' network (with its softmax; an ensemble when several) beside ``onnx_path`` as a
+    torch.export program with a dynamic batch axis, carrying the ONNX file's contract and sha256, for the torch
+    backend."""
+    contract: ModelContract = read_contract(onnx_path)
+    net, _, _ = load_network(checkpoints, bool(contract.info.get("mirror")))
+    pre = contract.pre
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    example = torch.zeros(2, pre.channels, pre.size, pre.size)
+    program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
+    out = Path(onnx_path).with_suffix(".pt2")
+    torch.export.save(program, str(out), extra_files={METADATA_KEY: contract.to_json(),
+                                                      PROGRAM_SHA_KEY: sha256(onnx_path)})
     return out

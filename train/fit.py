@@ -18,9 +18,12 @@ from emocam.align import Preprocess, to_tensor
 from emocam.contract import ModelContract
 
 from .data import CLASSES, FaceSet, describe, fer_sets, load_target
+from .metrics import scores
 from .models import build_model, input_preprocess
 
 DATA_KINDS = ("fer28", "fer32", "target", "combined")
+# FER-2013's faces as they are ("own"), or re-cropped by the live side's landmarks and crop ("live").
+FER_FRAMINGS = ("own", "live")
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,9 @@ class StageConfig:
     out: Path
     data: str = "fer32"
     fer: Path | None = None
-    target: Path | None = None
+    target: tuple[Path, ...] = ()
+    carve: float = 0.15
+    fer_framing: str = "own"
     ferplus: Path | None = None
     ferplus_majority: bool = False
     arch: str = "mobilenet_v2"
@@ -47,6 +52,7 @@ class StageConfig:
     balance: bool = False
     augment: bool = True
     erase: float = 0.0
+    footage: float = 0.0
     select: str = "acc"
     limit: int | None = None
     seed: int = 0
@@ -54,6 +60,13 @@ class StageConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        if isinstance(self.target, (str, Path)):
+            object.__setattr__(self, "target", (Path(self.target),))
+        object.__setattr__(self, "target", tuple(Path(t) for t in self.target or ()))
+        if self.fer_framing not in FER_FRAMINGS:
+            raise ValueError(f"unknown FER-2013 framing '{self.fer_framing}'; choose one of {', '.join(FER_FRAMINGS)}")
+        if not 0 < self.carve < 1:
+            raise ValueError(f"--carve must be between 0 and 1, got {self.carve}")
         if self.data not in DATA_KINDS:
             raise ValueError(f"unknown data '{self.data}'; choose one of {', '.join(DATA_KINDS)}")
         if self.select not in ("acc", "recall"):
@@ -73,32 +86,38 @@ class Splits:
 
 
 def load_splits(cfg: StageConfig, pre: Preprocess) -> Splits:
-    """The stage's data: FER-2013 (fer28/fer32), the target set, or both combined (FER32 + target train)."""
-    fer = target = None
+    """The stage's data: FER-2013 (fer28/fer32), the target sets, or both combined (FER32 + the targets' train).
+
+    Selection never looks at a reported split: fer28 validates on PublicTest, fer32 on faces carved out of its
+    training faces; a target set validates on persons carved out of its train folder, and its val folder, like
+    FER-2013's PrivateTest, is only scored."""
+    fer, targets = None, []
     if cfg.data != "target" and cfg.fer is None:
         raise ValueError(f"data '{cfg.data}' needs --fer")
-    if cfg.data in ("target", "combined") and cfg.target is None:
+    if cfg.data in ("target", "combined") and not cfg.target:
         raise ValueError(f"data '{cfg.data}' needs --target")
-    # Whatever is given is also scored, so that every scheme is compared on both test sets.
+    # Whatever is given is also scored, so that every scheme is compared on every test set.
     if cfg.fer is not None:
         fer = fer_sets(cfg.fer, "fer28" if cfg.data == "fer28" else "fer32", pre, cfg.ferplus,
-                       cfg.ferplus_majority)
-    if cfg.target is not None:
-        target = {}
+                       cfg.ferplus_majority, cfg.fer_framing, cfg.seed)
+    for root in cfg.target:
+        loaded = {}
         for split in ("train", "val"):
-            target[split], report = load_target(Path(cfg.target) / split, pre)
-            describe(report, Path(cfg.target) / split)
-    tests = {}
-    if fer is not None:
-        tests["fer2013/PrivateTest"] = fer["test"]
+            loaded[split], report = load_target(root / split, pre)
+            describe(report, root / split)
+        loaded["train"], loaded["carved"] = loaded["train"].carve(cfg.carve, cfg.seed)
+        targets.append(loaded)
+    tests = {} if fer is None else {"fer2013/PrivateTest": fer["test"]}
+    tests.update({t["val"].name: t["val"] for t in targets})
+    if targets:
+        target_train = FaceSet.concat([t["train"] for t in targets], "+".join(t["train"].name for t in targets))
+        target_val = FaceSet.concat([t["carved"] for t in targets], "+".join(t["carved"].name for t in targets))
     if cfg.data in ("fer28", "fer32"):
         train, val = fer["train"], fer["val"]
     elif cfg.data == "target":
-        train, val = target["train"], target["val"]
+        train, val = target_train, target_val
     else:
-        train, val = FaceSet.concat([fer["train"], target["train"]], "fer32+target/train"), target["val"]
-    if target is not None:
-        tests["target/val"] = target["val"]
+        train, val = FaceSet.concat([fer["train"], target_train], f"fer32+{target_train.name}"), target_val
     if cfg.limit:  # quick runs: a random subset of at most ``limit`` faces of every split
         rng = np.random.default_rng(cfg.seed)
         train, val = _subset(train, cfg.limit, rng), _subset(val, cfg.limit, rng)
@@ -107,8 +126,7 @@ def load_splits(cfg: StageConfig, pre: Preprocess) -> Splits:
 
 
 def _subset(faces: FaceSet, n: int, rng: np.random.Generator) -> FaceSet:
-    pick = rng.permutation(len(faces))[:n]
-    return FaceSet(faces.images[pick], faces.labels[pick], faces.name, None if faces.soft is None else faces.soft[pick])
+    return faces.subset(rng.permutation(len(faces))[:n])
 
 
 def seed_everything(seed: int) -> None:
@@ -117,9 +135,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, erase: float = 0.0) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator, erase: float = 0.0, footage: float = 0.0) -> torch.Tensor:
     """Face-friendly augmentation of a (N, 1, S, S) batch: mirror, small rotation, scale and shift; with
-    ``erase`` > 0, that share of the faces also gets a random rectangle (2-25% of the face) set to the mean."""
+    ``erase`` > 0, that share of the faces also gets a random rectangle (2-25% of the face) set to the mean; with
+    ``footage`` > 0, that share looks like a face in a video frame (``footage_like``)."""
     n = x.shape[0]
     rand = lambda lo, hi: torch.rand(n, generator=gen) * (hi - lo) + lo  # noqa: E731
     angle = rand(-10, 10) * math.pi / 180
@@ -140,6 +159,39 @@ def augment(x: torch.Tensor, gen: torch.Generator, erase: float = 0.0) -> torch.
         cols = (pos[None] >= left[:, None]) & (pos[None] < (left + w)[:, None])
         hit = (rows[:, :, None] & cols[:, None, :]) & (torch.rand(n, generator=gen) < erase)[:, None, None]
         x = x.masked_fill(hit[:, None].to(x.device), 0.0)  # 0 is the normalised mean
+    if footage > 0:
+        x = footage_like(x, gen, footage)
+    return x
+
+
+def footage_like(x: torch.Tensor, gen: torch.Generator, share: float) -> torch.Tensor:
+    """``share`` of the faces made to look like faces in footage: each of them, at random, downscaled (to 35-100% of
+    its side and back, as a small or compressed face), blurred (motion or focus, sigma up to 1.5 px) and with its
+    tone curve bent (gamma 0.6-1.6: lighting that the min-max stretch does not undo)."""
+    n, _, side, _ = x.shape
+    pick = torch.rand(n, generator=gen) < share
+    if not pick.any():
+        return x
+    x = x.clone()
+    rand = lambda lo, hi: float(torch.rand(1, generator=gen)) * (hi - lo) + lo  # noqa: E731
+    for i in torch.flatnonzero(pick).tolist():
+        face = x[i:i + 1]
+        if rand(0, 1) < 0.5:
+            small = max(8, round(side * rand(0.35, 1.0)))
+            face = F.interpolate(F.interpolate(face, size=small, mode="area"), size=side, mode="bilinear",
+                                 align_corners=False)
+        if rand(0, 1) < 0.5:
+            sigma = rand(0.3, 1.5)
+            taps = torch.arange(-3, 4, dtype=x.dtype, device=x.device)
+            kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+            kernel /= kernel.sum()
+            face = F.conv2d(F.pad(face, (3, 3, 0, 0), mode="replicate"), kernel.view(1, 1, 1, 7))
+            face = F.conv2d(F.pad(face, (0, 0, 3, 3), mode="replicate"), kernel.view(1, 1, 7, 1))
+        if rand(0, 1) < 0.5:
+            lo, hi = face.amin(), face.amax()
+            unit = ((face - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
+            face = unit ** rand(0.6, 1.6) * (hi - lo) + lo
+        x[i:i + 1] = face
     return x
 
 
@@ -158,18 +210,6 @@ def predict(model: torch.nn.Module, images: np.ndarray, pre: Preprocess, device:
         x = to_input(images[i:i + batch], pre, device).contiguous(memory_format=torch.channels_last)
         out.append(F.softmax(model(x), 1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
-
-
-def scores(labels: np.ndarray, pred: np.ndarray, k: int = len(CLASSES)) -> dict:
-    """Accuracy, mean per-class recall (over classes present), per-class recall and the confusion matrix."""
-    cm = np.zeros((k, k), np.int64)
-    np.add.at(cm, (labels, pred), 1)
-    support = cm.sum(1)
-    recall = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
-    return {"n": int(len(labels)), "accuracy": float((labels == pred).mean()) if len(labels) else float("nan"),
-            "mean_recall": float(np.nanmean(recall)),
-            "recall": {c: (None if np.isnan(r) else float(r)) for c, r in zip(CLASSES, recall)},
-            "confusion": cm.tolist()}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -237,7 +277,7 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
                 continue
             x = to_input(train.images[idx], pre, device)
             if cfg.augment:
-                x = augment(x, gen, cfg.erase)
+                x = augment(x, gen, cfg.erase, cfg.footage)
             x = x.contiguous(memory_format=torch.channels_last)
             loss = F.cross_entropy(model(x), targets[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
@@ -268,7 +308,7 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
     model.load_state_dict(best["model"])
     report = {"stage": config, "origin": origin, "best_epoch": best["best_epoch"], "history": state["history"],
               "val": scores(splits.val.labels, predict(model, splits.val.images, pre, device).argmax(1)),
-              "tests": {name: scores(s.labels, predict(model, s.images, pre, device).argmax(1))
+              "tests": {name: scores(s.labels, predict(model, s.images, pre, device).argmax(1), passed=s.passed)
                         for name, s in splits.tests.items()}}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     print(f"best epoch {best['best_epoch']}: " + ", ".join(

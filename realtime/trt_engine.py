@@ -1,4 +1,5 @@
-"""GPU artefacts of an exported model: TensorRT engines (reused only where they were built) and the torch program."""
+"""TensorRT engines for an exported model, built for the GPU at hand (a deployment step, beside the backend that runs
+them) and reused only where their sidecar says they were built for this machine, file and settings."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from emocam.contract import METADATA_KEY, ModelContract
-from emocam.backends import MAX_BATCH, PROGRAM_SHA_KEY, BackendError, cuda_device, import_tensorrt, sha256
+from .backends import MAX_BATCH, BackendError, cuda_device, import_tensorrt, sha256
 
 log = logging.getLogger(__name__)
 
@@ -139,25 +139,3 @@ def engine_for(onnx_path: Path, fp16: bool = True, profile: Profile = Profile(),
         raise BackendError(f"the TensorRT engine {engine} cannot be used: {reason}; run 'emotrain engine {onnx_path}'")
     log.warning("building a TensorRT engine for %s (%s); this takes a minute", onnx_path, reason)
     return build_engine(onnx_path, engine, profile.min, profile.opt, profile.max, fp16, device)
-
-
-def export_program(checkpoints: list[Path], onnx_path: Path) -> Path:
-    """Write the checkpoints' network (with its softmax; an ensemble when several) beside ``onnx_path`` as a
-    torch.export program with a dynamic batch axis, carrying the ONNX file's contract and sha256, for the torch
-    backend."""
-    import torch
-
-    from emocam.contract import read_contract
-
-    from .export import load_network
-
-    contract: ModelContract = read_contract(onnx_path)
-    net, _, _ = load_network(checkpoints, bool(contract.info.get("mirror")))
-    pre = contract.pre
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    example = torch.zeros(2, pre.channels, pre.size, pre.size)
-    program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
-    out = Path(onnx_path).with_suffix(".pt2")
-    torch.export.save(program, str(out), extra_files={METADATA_KEY: contract.to_json(),
-                                                      PROGRAM_SHA_KEY: sha256(onnx_path)})
-    return out

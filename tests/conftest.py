@@ -22,6 +22,14 @@ def shared() -> Path:
     return DATA
 
 
+@pytest.fixture(scope="session")
+def clip() -> Path:
+    """A short clip with one face in every frame (72 frames): ../shared/data's single_face.mp4, or the same clip in
+    samples/ where ../shared is absent."""
+    shared_clip = DATA / "videos" / "single_face.mp4"
+    return shared_clip if shared_clip.is_file() else Path(__file__).parents[1] / "samples" / "single_face.mp4"
+
+
 def build_tiny_model(path: Path, seed: int = 2) -> Path:
     """A small random CNN (1x48x48 -> 7 softmax probabilities) exported to ONNX with a dynamic batch axis and
     the emocam contract in its metadata."""

@@ -40,6 +40,8 @@ class Preprocess:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.size < 8:
             raise ValueError(f"input size must be at least 8 pixels, got {self.size}")
+        if not self.std > 0:  # it divides every pixel
+            raise ValueError(f"std must be positive, got {self.std}")
 
     def to_dict(self) -> dict:
         return {"size": self.size, "channels": self.channels, "mean": self.mean, "std": self.std,

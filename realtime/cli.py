@@ -40,8 +40,9 @@ MODEL_SECONDS = 1.0
 ENDED_EARLY = 3
 
 
-class Stopped(KeyboardInterrupt):
-    """A stop signal (SIGTERM, SIGHUP), taken like Ctrl-C: every output is closed, then the exit code is 128 + signal."""
+class Stopped(BaseException):
+    """A stop signal (SIGTERM, SIGHUP), taken like Ctrl-C: every output is closed, then the exit code is 128 + signal.
+    Not a KeyboardInterrupt, which typer turns into exit code 130 whatever the signal was."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -207,8 +208,10 @@ def main() -> None:
         fail(str(e))
     except typer.TyperException as e:  # bad or missing options and arguments
         fail(e.format_message())
-    except KeyboardInterrupt as e:
-        sys.exit(128 + getattr(e, "signum", signal.SIGINT))
+    except KeyboardInterrupt:
+        sys.exit(128 + signal.SIGINT)
+    except Stopped as e:
+        sys.exit(128 + e.signum)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -15,6 +15,7 @@ import onnx
 import pytest
 
 from emocam.cli import default_model
+from emocam.sinks import partial_name
 
 
 def emocam(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -77,7 +78,8 @@ def test_ctrl_c_leaves_a_valid_csv(shared: Path, tiny_model: Path, tmp_path: Pat
                              "--model", tiny_model, "--no-display", "--csv", out, "--detector", "both",
                              "--out", tmp_path / "a.mp4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 20):
+    partial = partial_name(out)  # rows stream here until the run ends
+    while time.monotonic() < deadline and (not partial.exists() or partial.read_text().count("\n") < 20):
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)

@@ -13,7 +13,7 @@ import pytest
 from conftest import CLASSES
 from emocam.faces import Faces
 from emocam.records import columns
-from emocam.sinks import CsvSink, SinkError, Summary, VideoSink, Window, annotate
+from emocam.sinks import CsvSink, SinkError, Summary, VideoSink, Window, annotate, partial_name
 from emocam.sources import Frame
 
 
@@ -35,10 +35,12 @@ def read_rows(path: Path) -> list[list[str]]:
 def test_csv_header_and_rows_are_on_disk_while_running(tmp_path: Path) -> None:
     path = tmp_path / "faces.csv"
     with CsvSink(path, CLASSES) as sink:
-        assert read_rows(path) == [columns(CLASSES)]
+        partial = partial_name(path)  # the rows stream here, and the file becomes ``path`` when the sink closes
+        assert read_rows(partial) == [columns(CLASSES)] and not path.exists()
         sink.write(*frame_with_faces(0))
-        rows = read_rows(path)  # read before closing: already flushed
+        rows = read_rows(partial)  # read before closing: already written
         assert len(rows) == 3
+    assert read_rows(path) == rows and not partial.exists()
     assert rows[0] == ["frame", "timestamp_s", "face_id", "x", "y", "w", "h", "det_score", "yaw", "pitch", "roll",
                        "quality", "label",
                        *[f"p_{c}" for c in CLASSES], *[f"s_{c}" for c in CLASSES]]
@@ -61,7 +63,7 @@ def test_csv_stays_valid_after_an_error_mid_stream(tmp_path: Path) -> None:
 def test_outputs_in_a_missing_folder_are_refused_up_front(tmp_path: Path) -> None:
     for make in (lambda p: CsvSink(p, CLASSES), lambda p: VideoSink(p, 25.0), lambda p: Summary(CLASSES, p)):
         with pytest.raises(SinkError, match="does not exist"):
-            make(tmp_path / "missing" / "out.file")
+            make(tmp_path / "missing" / "out.mp4")
 
 
 def test_video_sink_writes_every_frame(tmp_path: Path) -> None:

@@ -82,17 +82,36 @@ def read_fer_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error, StopIteration) as e:
         raise DataError(f"{path}: not a readable FER-2013 csv ({e})") from None
-    try:
-        labels = np.array([int(r[0]) for r in rows], np.int64)
-        pixels = np.array(" ".join(r[1] for r in rows).split(), np.uint8)
-        images = pixels.reshape(len(rows), 48, 48)
-        usage = np.array([FER_USAGES.index(r[2].strip()) for r in rows], np.int8)
-    except (ValueError, IndexError) as e:
-        raise DataError(f"{path}: malformed row ({e})") from None
-    if labels.min() < 0 or labels.max() >= len(CLASSES):
-        raise DataError(f"{path}: emotion labels must be 0..{len(CLASSES) - 1}")
+    if not rows:
+        raise DataError(f"{path}: no faces, only a header")
+    labels, usage = np.empty(len(rows), np.int64), np.empty(len(rows), np.int8)
+    images = np.empty((len(rows), 48, 48), np.uint8)
+    for i, row in enumerate(rows):
+        labels[i], images[i], usage[i] = _fer_row(row, f"{path}: row {i + 2}")  # row 1 is the header
     np.savez(cached, images=images, labels=labels, usage=usage)
     return images, labels, usage
+
+
+def _fer_row(row: list[str], where: str) -> tuple[int, np.ndarray, int]:
+    """One FER-2013 csv row -> label, 48x48 image, usage index; DataError naming the row (``where``) if malformed."""
+    if len(row) < 3:
+        raise DataError(f"{where} has {len(row)} fields; expected emotion,pixels,Usage")
+    emotion, usage = row[0].strip(), row[2].strip()
+    if emotion not in [str(k) for k in range(len(CLASSES))]:
+        raise DataError(f"{where}: emotion '{emotion}' is not a class number 0..{len(CLASSES) - 1}")
+    if usage not in FER_USAGES:
+        raise DataError(f"{where}: Usage '{usage}' is not one of {', '.join(FER_USAGES)}")
+    try:
+        # int32, not uint8: numpy would wrap 999 to 231 without a word.
+        pixels = np.array(row[1].split(), np.int32)
+    except ValueError:
+        raise DataError(f"{where}: its pixels are not whole numbers separated by spaces") from None
+    if pixels.size != 48 * 48:
+        raise DataError(f"{where} has {pixels.size} pixel values; a FER-2013 face has 2304 (48x48)")
+    bad = (pixels < 0) | (pixels > 255)
+    if bad.any():
+        raise DataError(f"{where}: pixel value {pixels[bad][0]} is outside 0..255")
+    return int(emotion), pixels.reshape(48, 48).astype(np.uint8), FER_USAGES.index(usage)
 
 
 def read_ferplus(path: Path, n_rows: int) -> np.ndarray:

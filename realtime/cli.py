@@ -18,7 +18,7 @@ from .pipeline import STAGES, Timings
 from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model
 from .sinks import (CsvSink, JsonlSink, ProgressBar, SinkError, Staged, Summary, VideoSink, Window, check_paths,
                     plot_format, video_name)
-from .sources import EndedEarly, open_source
+from .sources import STREAM_TIMEOUT_S, EndedEarly, open_source
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, invoke_without_command=True,
                   help="Real-time facial emotion recognition on a camera, a stream or a video file.")
@@ -79,6 +79,7 @@ def live(
     min_score: MinScoreOpt = DEFAULTS.min_score,
     tau: TauOpt = DEFAULTS.tau,
     hysteresis: HysteresisOpt = DEFAULTS.hysteresis,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="streams: seconds to wait for the server to connect or to send the next frame")] = STREAM_TIMEOUT_S,
 ) -> None:
     """Recognise emotions live (--source) or in a video or image file (--video); q or Esc in the window stops."""
     if ctx.invoked_subcommand is not None:
@@ -96,7 +97,8 @@ def live(
     if plot is not None:
         plot_format(plot)
     with ExitStack() as stack:
-        src = stack.enter_context(open_source(video if video is not None else source, live=None if video is None else False))
+        src = stack.enter_context(open_source(video if video is not None else source,
+                                              live=None if video is None else False, timeout_s=timeout))
         rec = stack.enter_context(Recognizer(model, detector, backend, device, min_score, tau, hysteresis, batch_frames))
         classes = rec.classes
         # First in, last closed: while standard output carries JSONL, whatever the others print at close goes to stderr.

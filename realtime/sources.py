@@ -20,6 +20,8 @@ STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp:
 # A file whose decoder stops before this share of the frames its container lists ended early (cut or corrupt); a few
 # frames short is common in good files (the sample no_face.mp4 lists 98 and decodes 95).
 DECODED_SHARE = 0.95
+# Seconds a stream may take to connect, or to send its next frame, before it is given up (emocam --timeout).
+STREAM_TIMEOUT_S = 10.0
 
 
 class SourceError(Exception):
@@ -76,12 +78,18 @@ class Source:
         self.close()
 
 
-def open_capture(target: int | str) -> cv2.VideoCapture:
-    """A cv2.VideoCapture opened without OpenCV's own warnings on stderr (we report failures ourselves)."""
+def open_capture(target: int | str, timeout_s: float | None = None) -> cv2.VideoCapture:
+    """A cv2.VideoCapture opened without OpenCV's own warnings on stderr (we report failures ourselves); with
+    ``timeout_s`` (streams, through FFmpeg) connecting and each read give up after that long."""
     level = cv2.getLogLevel()
     cv2.setLogLevel(0)
     try:
-        cap = cv2.VideoCapture(target)
+        if timeout_s is None:
+            cap = cv2.VideoCapture(target)
+        else:
+            ms = int(timeout_s * 1000)
+            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
     finally:
         cv2.setLogLevel(level)
     # Turn frames by the container's rotation tag, as players do: a phone clip stored sideways is upright here.
@@ -266,11 +274,12 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
-def open_source(spec: str | int | Path, live: bool | None = None) -> Source:
+def open_source(spec: str | int | Path, live: bool | None = None, timeout_s: float = STREAM_TIMEOUT_S) -> Source:
     """A camera index ("0"), device path (/dev/video0), stream URL (rtsp://, http://...), video or image file.
 
     ``live`` forces the newest-frame-only reading (True) or the every-frame reading (False); by default
-    cameras and streams are live, files are not.
+    cameras and streams are live, files are not. A stream that does not connect or send a frame within
+    ``timeout_s`` is a SourceError.
     """
     text = str(spec)
     if live is False and stream_url(text):
@@ -281,10 +290,14 @@ def open_source(spec: str | int | Path, live: bool | None = None) -> Source:
             raise SourceError(f"camera {text} cannot be opened (is it connected and not used by another program?)")
         return LiveSource(cap, f"camera {text}")
     if stream_url(text):
-        cap = open_capture(text)
+        start = time.monotonic()
+        cap = open_capture(text, timeout_s)
         if not cap.isOpened():
+            if time.monotonic() - start >= 0.9 * timeout_s:
+                raise SourceError(f"stream {text} did not answer within {timeout_s:g} s (check that the server is up; "
+                                  f"--timeout sets how long to wait)")
             raise SourceError(f"stream {text} cannot be opened (check the URL and that the server is up)")
-        return LiveSource(cap, f"stream {text}")
+        return LiveSource(cap, f"stream {text}", stall_s=timeout_s)
     path = Path(text)
     if text.startswith("/dev/") and live is not False and not path.exists():
         raise SourceError(f"camera device {text} does not exist")

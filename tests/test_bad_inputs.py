@@ -10,9 +10,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -369,6 +371,23 @@ def test_a_url_given_as_a_file_says_to_use_source(tiny_model: Path, command: str
     url = "http://example.com/live/stream.mp4"
     args = ("--video", url, "--no-display") if command == "video" else ("bench", url)
     says(run("emocam", *args, "--model", tiny_model), f"streams are live: use --source {url}")
+
+
+# --- 10: a stream server that accepts and never answers -----------------------------------------------------------------
+
+def test_a_silent_stream_server_is_given_up_after_timeout(tiny_model: Path) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []  # accepted connections, kept open and never answered
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(4)], daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/live"
+    try:
+        start = time.monotonic()
+        result = run("emocam", "--source", url, "--timeout", "1.5", "--model", tiny_model, "--no-display")
+        elapsed = time.monotonic() - start
+    finally:
+        server.close()
+    says(result, f"stream {url} did not answer within 1.5 s")
+    assert elapsed < 8.0  # the default, 10 s, would wait longer: the option reached the capture
 
 
 # --- 17: unclear messages ----------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from emocam.cli import BackendOpt  # the option as emocam declares it: one declaration for both commands
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Train emocam's model: ImageNet -> FER-2013 -> target set (Ng et al., ICMI 2015).")
 
@@ -202,7 +204,7 @@ def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
              fer: Fer = None, split: Annotated[str, typer.Option(help="FER-2013 split")] = "PrivateTest",
              folder: Annotated[Optional[Path], typer.Option(help="labelled image folder <class>/*")] = None,
              out: Annotated[Optional[Path], typer.Option(help="write OUT.json and the confusion matrix OUT.png")] = None,
-             backend: Annotated[str, typer.Option(help="inference backend")] = "onnxruntime") -> None:
+             backend: BackendOpt = "onnxruntime") -> None:
     """Accuracy, mean per-class recall, per-class recall and confusion matrix on a FER-2013 split or a folder."""
     from .evaluate import evaluate_model, load_for, result_files, write_result
 

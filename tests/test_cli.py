@@ -44,8 +44,8 @@ def bad_models(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> di
     return {"corrupt": corrupt, "bare": folder / "bare.onnx"}
 
 
-def test_a_video_gives_csv_video_summary_and_plot(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
-    result = emocam("--video", shared / "videos" / "single_face.mp4", "--model", tiny_model, "--no-display",
+def test_a_video_gives_csv_video_summary_and_plot(clip: Path, tiny_model: Path, tmp_path: Path) -> None:
+    result = emocam("--video", clip, "--model", tiny_model, "--no-display",
                     "--csv", tmp_path / "f.csv", "--out", tmp_path / "a.mp4", "--summary", tmp_path / "s.json",
                     "--plot", tmp_path / "p.png", "--tau", "0.2")
     assert result.returncode == 0, result.stderr
@@ -57,8 +57,8 @@ def test_a_video_gives_csv_video_summary_and_plot(shared: Path, tiny_model: Path
     assert (tmp_path / "a.mp4").stat().st_size > 10_000 and (tmp_path / "p.png").stat().st_size > 10_000
 
 
-def test_bench_prints_and_saves_stage_and_classifier_timings(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
-    result = emocam("bench", shared / "videos" / "single_face.mp4", "--model", tiny_model, "--json",
+def test_bench_prints_and_saves_stage_and_classifier_timings(clip: Path, tiny_model: Path, tmp_path: Path) -> None:
+    result = emocam("bench", clip, "--model", tiny_model, "--json",
                     tmp_path / "b.json", "--backend", "onnxruntime", "--device", "0", "--batch-frames", "4")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "b.json").read_text())
@@ -91,8 +91,8 @@ def test_ctrl_c_leaves_a_valid_csv(shared: Path, tiny_model: Path, tmp_path: Pat
     assert "face(s)" in stdout  # the summary was still printed
 
 
-def test_user_errors_are_one_line(shared: Path, tiny_model: Path, bad_models: dict[str, Path], tmp_path: Path) -> None:
-    video = shared / "videos" / "single_face.mp4"
+def test_user_errors_are_one_line(clip: Path, tiny_model: Path, bad_models: dict[str, Path], tmp_path: Path) -> None:
+    video = clip
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("not a video\n")
     model = ("--model", tiny_model, "--no-display")
@@ -118,8 +118,8 @@ def test_user_errors_are_one_line(shared: Path, tiny_model: Path, bad_models: di
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
-def test_a_backend_that_is_not_installed_says_so(shared: Path, tiny_model: Path) -> None:
-    video = shared / "videos" / "single_face.mp4"
+def test_a_backend_that_is_not_installed_says_so(clip: Path, tiny_model: Path) -> None:
+    video = clip
     for args in (("--video", video, "--no-display"), ("bench", video, "--device", "1")):
         result = emocam(*args, "--model", tiny_model, "--backend", "tensorrt")
         assert_one_line_error(result, "TensorRT is not installed; pip install tensorrt")
@@ -127,8 +127,8 @@ def test_a_backend_that_is_not_installed_says_so(shared: Path, tiny_model: Path)
 
 
 @pytest.mark.skipif(default_model().is_file(), reason="a model is shipped")
-def test_a_missing_shipped_model_says_to_pass_one(shared: Path) -> None:
-    assert_one_line_error(emocam("--video", shared / "videos" / "single_face.mp4", "--no-display"), "--model PATH")
+def test_a_missing_shipped_model_says_to_pass_one(clip: Path) -> None:
+    assert_one_line_error(emocam("--video", clip, "--no-display"), "--model PATH")
 
 
 def _csv_rows(path: Path) -> list[dict]:

@@ -23,10 +23,10 @@ def detector():
         yield d
 
 
-def test_a_clip_runs_through_every_stage(shared: Path, tiny_model: Path, detector: FaceDetector, tmp_path: Path) -> None:
+def test_a_clip_runs_through_every_stage(clip: Path, tiny_model: Path, detector: FaceDetector, tmp_path: Path) -> None:
     backend = open_backend(tiny_model)
     pipeline = Pipeline(detector, backend)
-    with open_source(shared / "videos" / "single_face.mp4") as source, CsvSink(tmp_path / "f.csv", pipeline.classes) as sink:
+    with open_source(clip) as source, CsvSink(tmp_path / "f.csv", pipeline.classes) as sink:
         timings = pipeline.run(source, [sink])
     assert timings.frames == 72 and timings.faces == 72
     assert set(timings.seconds) == set(STAGES) and all(v > 0 for v in timings.seconds.values())
@@ -89,13 +89,13 @@ class BatchSizes:
         return self.backend.predict(batch)
 
 
-def test_batching_the_frames_of_a_file_changes_no_answer(shared: Path, tiny_model: Path, detector: FaceDetector,
+def test_batching_the_frames_of_a_file_changes_no_answer(clip: Path, tiny_model: Path, detector: FaceDetector,
                                                           tmp_path: Path) -> None:
     runs = {}
     for n in (1, 8):
         backend = BatchSizes(open_backend(tiny_model))
         pipeline, record = Pipeline(detector, backend), Record()
-        with open_source(shared / "videos" / "single_face.mp4") as source, \
+        with open_source(clip) as source, \
                 CsvSink(tmp_path / f"{n}.csv", pipeline.classes) as sink:
             pipeline.run(source, [sink, record], batch_frames=n)
         with open(tmp_path / f"{n}.csv", newline="") as f:
@@ -115,19 +115,19 @@ def test_batching_the_frames_of_a_file_changes_no_answer(shared: Path, tiny_mode
                 assert row_8[column] == value, column
 
 
-def test_a_live_source_sends_one_frame_at_a_time(shared: Path, tiny_model: Path, detector: FaceDetector) -> None:
+def test_a_live_source_sends_one_frame_at_a_time(clip: Path, tiny_model: Path, detector: FaceDetector) -> None:
     backend = BatchSizes(open_backend(tiny_model))
     with pytest.raises(SourceError, match="disconnected"):  # a file read as a stream ends as a lost stream
-        with open_source(shared / "videos" / "single_face.mp4", live=True) as source:
+        with open_source(clip, live=True) as source:
             Pipeline(detector, backend).run(source, batch_frames=8)
     assert backend.sizes and set(backend.sizes) == {1}
 
 
-def test_a_source_failing_mid_run_raises_after_the_frames_it_gave(shared: Path, tiny_model: Path,
+def test_a_source_failing_mid_run_raises_after_the_frames_it_gave(clip: Path, tiny_model: Path,
                                                                    detector: FaceDetector, tmp_path: Path) -> None:
     pipeline = Pipeline(detector, open_backend(tiny_model))
     with pytest.raises(SourceError, match="disconnected"):
-        with open_source(shared / "videos" / "single_face.mp4", live=True) as source, \
+        with open_source(clip, live=True) as source, \
                 CsvSink(tmp_path / "f.csv", pipeline.classes) as sink:
             pipeline.run(source, [sink])
     with open(tmp_path / "f.csv", newline="") as f:

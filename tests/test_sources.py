@@ -33,9 +33,9 @@ def test_closing_a_file_early_stops_its_decoder(shared: Path) -> None:
     assert threading.active_count() == before
 
 
-def test_a_live_source_keeps_only_the_newest_frame_then_reports_the_end(shared: Path) -> None:
+def test_a_live_source_keeps_only_the_newest_frame_then_reports_the_end(clip: Path) -> None:
     got = []
-    with open_source(shared / "videos" / "single_face.mp4", live=True) as source:
+    with open_source(clip, live=True) as source:
         assert source.live
         with pytest.raises(SourceError, match="disconnected"):
             for frame in source:

@@ -6,6 +6,7 @@
 """
 
 from .backends import BackendError
+from .batch import run_batch
 from .contract import ModelError
 from .extras import MissingExtra
 from .faces import Faces
@@ -21,4 +22,4 @@ USER_ERRORS = (SourceError, ModelError, BackendError, SinkError, UsageProblem, M
 __all__ = ["BackendError", "CsvSink", "DEFAULTS", "EndedEarly", "Faces", "Frame", "JsonlSink", "MissingExtra",
            "ModelError", "Options", "Pipeline", "Recognizer", "Sink", "SinkError", "Source", "SourceError", "Summary",
            "Timings", "USER_ERRORS", "UsageProblem", "VideoSink", "annotate", "columns", "default_model", "open_source",
-           "records"]
+           "records", "run_batch"]

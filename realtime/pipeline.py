@@ -1,5 +1,6 @@
 """The live pipeline, the only place that knows the stage order:
-source -> detect -> track -> align -> infer -> smooth -> sinks.
+source -> detect -> track -> align -> infer -> smooth, as a generator of (frame, faces) that the commands, the
+sinks (``run``), ``emocam batch`` and the Python API consume.
 
 Decoding (the source's thread) and detection (a second thread) run ahead of the rest (main thread), so on
 two cores the model and the sinks overlap with the next frames' decode and detect. For a file, the faces of several

@@ -252,3 +252,14 @@ def test_a_ray_batch_equals_a_local_one(shared: Path, clip: Path, tiny_model: Pa
     assert sorted(r["status"] for r in ray_rows) == ["done", "done", "failed"]
     assert outputs(driver_dir / "ray_out") == outputs(driver_dir / "local_out")
     assert {r["worker"] for r in ray_rows}.isdisjoint({r["worker"] for r in local_rows})  # really elsewhere
+
+
+def test_parquet_without_pyarrow_says_which_extra_before_anything_runs(clip: Path, tiny_model: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import emocam
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # makes "import pyarrow" fail, as where it is not installed
+    with pytest.raises(emocam.MissingExtra, match=r"pyarrow is not installed; pip install 'emocam\[table\]'"):
+        emocam.run_batch([clip], tmp_path / "out", emocam.Options(model=tiny_model, backend="onnxruntime"),
+                         parquet=tmp_path / "all.parquet", progress=False)
+    assert not (tmp_path / "out" / INDEX).exists()

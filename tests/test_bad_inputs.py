@@ -137,8 +137,9 @@ def test_bench_json_over_its_video_is_refused(clip: Path, tiny_model: Path) -> N
 def test_a_bad_output_is_found_before_any_output_is_touched(clip: Path, tiny_model: Path, tmp_path: Path) -> None:
     old = tmp_path / "old.csv"
     old.write_text("frame,label\n0,happy\n")
-    result = run("emocam", "--video", clip, "--model", tiny_model, "--no-display", "--csv", old, "--out",
-                 tmp_path / "a.xyz")
+    # The outputs are checked before the inputs are even opened: the missing model is not reached.
+    result = run("emocam", "--video", clip, "--model", tmp_path / "missing.onnx", "--no-display", "--csv", old,
+                 "--out", tmp_path / "a.xyz")
     says(result, "cannot write the video")
     assert old.read_text() == "frame,label\n0,happy\n" and leftovers(tmp_path) == []
 

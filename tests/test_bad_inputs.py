@@ -232,6 +232,17 @@ def test_a_full_disk_with_out_is_an_error_and_keeps_the_old_video(clip: Path, ti
         assert (small / "a.mp4").read_bytes() == b"my old video" and leftovers(small) == []
 
 
+def test_a_plot_that_no_longer_fits_at_the_end_is_one_line_and_keeps_the_old_one(clip: Path, tiny_model: Path,
+                                                                                 tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", size="16k", files={"p.png": b"my old plot"}) as small:
+        result = run("emocam", "--video", clip, "--model", tiny_model, "--no-display", "--plot", small / "p.png",
+                     "--summary", small / "s.json")
+        says(result, f"cannot write {small / 'p.png'}: No space left on device")
+        assert "72 frames" in result.stdout  # the run itself went through
+        assert (small / "p.png").read_bytes() == b"my old plot" and leftovers(small) == []
+        assert json.loads((small / "s.json").read_text())["frames"] == 72  # the other output is whole
+
+
 # --- 9: writes that cannot succeed are found up front ---------------------------------------------------------------
 
 @pytest.mark.parametrize("case", ["summary_folder", "summary_read_only", "plot_type", "bench_json_read_only"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .faces import Faces
+from .faces import Faces, left_first
 
 RANGES = ("short", "full", "both")
 # Real faces score 0.84+ with the short-range model on our close-up clips, cloud shapes in no_face.mp4 up to 0.69.
@@ -28,6 +28,22 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-9)
 
 
+# BlazeFace finds faces of about 20% of the image side or more: smaller images are enlarged to this side.
+MIN_SIDE = 192
+
+
+def enlarge(image: np.ndarray, side: int = MIN_SIDE) -> np.ndarray:
+    """An image smaller than ``side`` pixels upsampled (bilinear) to it, with a replicated border of a quarter of it
+    around, so that a tight face crop still looks like a face in a frame to the detector; larger ones as they are."""
+    h, w = image.shape[:2]
+    if min(h, w) >= side:
+        return image
+    scale = side / min(h, w)
+    big = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
+    pad = side // 4
+    return cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+
+
 class FaceDetector:
     """Every face in a BGR frame, with its box, score and the two eye centres from BlazeFace's keypoints."""
 
@@ -45,18 +61,17 @@ class FaceDetector:
         """Detect faces in a BGR uint8 frame."""
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         h, w = frame.shape[:2]
-        boxes, scores, eyes = [], [], []
+        boxes, scores, keypoints = [], [], []
         for model in self._models:
             for det in model.process(rgb).detections or ():
                 rb = det.location_data.relative_bounding_box
-                kp = det.location_data.relative_keypoints
-                pair = sorted(((kp[0].x * w, kp[0].y * h), (kp[1].x * w, kp[1].y * h)))
                 boxes.append((rb.xmin * w, rb.ymin * h, rb.width * w, rb.height * h))
                 scores.append(det.score[0])
-                eyes.append(pair)
+                keypoints.append([(p.x * w, p.y * h) for p in det.location_data.relative_keypoints])
         if not boxes:
             return Faces.empty()
-        faces = Faces(np.array(boxes), np.array(scores), np.array(eyes))
+        keypoints = np.array(keypoints, np.float32)
+        faces = Faces(np.array(boxes), np.array(scores), left_first(keypoints[:, :2]), keypoints=keypoints)
         # mediapipe's own min_detection_confidence does not filter these graphs, so filter here.
         faces = faces.subset(faces.scores >= self.min_score)
         return faces if len(self._models) == 1 else faces.subset(nms(faces.boxes, faces.scores))

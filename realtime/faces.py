@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def left_first(pairs: np.ndarray) -> np.ndarray:
+    """(N, 2, 2) point pairs with the point of smaller image x first in each pair."""
+    order = np.argsort(pairs[:, :, 0], axis=1, kind="stable")
+    return np.take_along_axis(pairs, order[:, :, None], axis=1)
+
+
 @dataclass
 class Faces:
     """Parallel arrays, one row per face; each pipeline stage fills in its own fields.
@@ -14,7 +20,8 @@ class Faces:
     boxes: (N, 4) float32 x, y, w, h in pixels. scores: (N,) detector confidence.
     eyes: (N, 2, 2) float32 eye centres, image-left eye first. track_ids: (N,) int64, -1 until tracked.
     pose: (N, 3) float32 yaw, pitch, roll in degrees (yaw > 0: the face turns to the image's right; pitch > 0: it
-    looks up). quality: (N,) str, "ok" or why the face is not labelled (see ``emocam.quality``).
+    looks up). keypoints: (N, 6, 2) float32 the detector's keypoints (eyes, nose tip, mouth, ears), or None.
+    quality: (N,) str, "ok" or why the face is not labelled (see ``emocam.quality``).
     crops: (N, S, S) uint8 aligned faces. probs / smoothed: (N, K) float32. labels: (N,) int64 class index;
     a face whose quality is not "ok" keeps its raw probs but has smoothed NaN and label -1.
     """
@@ -25,6 +32,7 @@ class Faces:
     track_ids: np.ndarray = None
     pose: np.ndarray = None
     quality: np.ndarray = None
+    keypoints: np.ndarray | None = None
     crops: np.ndarray | None = None
     probs: np.ndarray | None = None
     smoothed: np.ndarray | None = None
@@ -40,7 +48,7 @@ class Faces:
             self.track_ids = np.full(n, -1, np.int64)
         self.pose = np.full((n, 3), np.nan, np.float32) if self.pose is None else np.asarray(self.pose, np.float32)
         self.quality = np.full(n, "ok", object) if self.quality is None else np.asarray(self.quality, object)
-        for name in ("scores", "eyes", "track_ids", "pose", "quality", "crops", "probs", "smoothed", "labels"):
+        for name in ("scores", "eyes", "track_ids", "pose", "quality", "keypoints", "crops", "probs", "smoothed", "labels"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"Faces.{name} has {len(value)} rows, expected {n} (one per box)")
@@ -60,5 +68,6 @@ class Faces:
     def subset(self, keep: np.ndarray) -> "Faces":
         """The faces selected by an index or boolean array."""
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
+        data = {k: v[keep] if isinstance(v, np.ndarray) and len(v) == len(self) else v for k, v in self.data.items()}
         return Faces(self.boxes[keep], self.scores[keep], self.eyes[keep], self.track_ids[keep], self.pose[keep],
-                     self.quality[keep], pick(self.crops), pick(self.probs), pick(self.smoothed), pick(self.labels), dict(self.data))
+                     self.quality[keep], pick(self.keypoints), pick(self.crops), pick(self.probs), pick(self.smoothed), pick(self.labels), data)

@@ -46,14 +46,17 @@ class Smoother:
 
     def update(self, faces: Faces, timestamp_s: float) -> Faces:
         """Fill ``faces.smoothed`` and ``faces.labels`` from ``faces.probs`` (kept raw); untracked faces (id -1)
-        get their raw probabilities."""
+        get their raw probabilities. Faces that failed the quality gate get no label (-1, smoothed NaN) and leave
+        their track's state as it was."""
         if faces.probs is None:
             raise ValueError("Smoother.update needs faces.probs; run the model first")
         self._tracks = {k: s for k, s in self._tracks.items() if 0 <= timestamp_s - s.seen_s <= self.forget_s}
         smoothed = faces.probs.astype(np.float32, copy=True)
         labels = smoothed.argmax(axis=1)
+        passed = faces.passed
+        smoothed[~passed], labels[~passed] = np.nan, -1
         for row, track in enumerate(faces.track_ids.tolist()):
-            if track < 0:
+            if track < 0 or not passed[row]:
                 continue
             state = self._tracks.get(track)
             if state is None:

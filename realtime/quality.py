@@ -1,0 +1,193 @@
+"""Landmarks that hold on turned faces, head pose, and the quality gate that decides which faces get a label.
+
+BlazeFace gives six keypoints per face. On a frontal face its eye points are good enough for the eye-distance crop,
+but on a turned face they collapse onto one eye and the crop becomes a magnified patch of cheek. So each face's
+keypoints are checked first (cheap); only a face whose geometry is in doubt goes through mediapipe's Face Mesh,
+run on the face's box, which gives eye corners and a 3-D head pose that hold on turned faces.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .faces import Faces, left_first
+
+# BlazeFace's keypoints, in its order (the subject's right eye is the image-left one on a frontal face).
+RIGHT_EYE, LEFT_EYE, NOSE, MOUTH = 0, 1, 2, 3
+# Face Mesh landmark indices: eye corners (outer, inner) of each eye, the cheek edges and forehead / chin.
+MESH_EYES = ((33, 133), (362, 263))
+MESH_CHEEKS = (234, 454)
+MESH_FOREHEAD_CHIN = (10, 152)
+
+# How the keypoint-based pose is read (``keypoint_pose``): the nose tip's offset from the eye midpoint along the eye
+# line is KY * tan(yaw) eye distances, and its depth along the eye-to-mouth axis is Q0 - KP * tan(pitch).
+# Fitted against Face Mesh's pose on FER-2013 faces by `emotrain measure` (docs/results/framing.json).
+KY, Q0, KP = 0.523, 0.469, 0.416
+
+VERDICTS = ("ok", "turned", "small", "landmarks")
+
+
+def keypoint_pose(keypoints: np.ndarray) -> np.ndarray:
+    """(N, 6, 2) BlazeFace keypoints -> (N, 3) yaw, pitch, roll in degrees, read from eyes, nose and mouth.
+
+    yaw > 0: the face turns towards the image's right; pitch > 0: it looks up; roll: the eye line's angle."""
+    kp = np.asarray(keypoints, np.float64).reshape(-1, 6, 2)
+    eyes = left_first(kp[:, [RIGHT_EYE, LEFT_EYE]])
+    along = eyes[:, 1] - eyes[:, 0]
+    e2e = np.maximum(np.linalg.norm(along, axis=1), 1e-6)
+    along /= e2e[:, None]
+    down = np.stack([-along[:, 1], along[:, 0]], 1)  # the eye line turned 90 degrees, towards the mouth
+    mid = eyes.mean(1)
+    nose, mouth = kp[:, NOSE] - mid, kp[:, MOUTH] - mid
+    yaw = np.degrees(np.arctan((nose * along).sum(1) / e2e / KY))
+    depth = (nose * down).sum(1) / np.maximum((mouth * down).sum(1), 1e-6)
+    pitch = np.degrees(np.arctan((Q0 - depth) / KP))
+    roll = np.degrees(np.arctan2(along[:, 1], along[:, 0]))
+    return np.stack([yaw, pitch, roll], 1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Doubt:
+    """When BlazeFace's keypoints are not trusted: a face that seems turned beyond ``yaw`` or ``pitch`` degrees,
+    or whose eyes are closer than ``e2e_box`` box widths (they collapse onto one eye on turned faces)."""
+
+    yaw: float = 20.0
+    pitch: float = 25.0
+    e2e_box: float = 0.3
+
+    def __call__(self, faces: Faces) -> np.ndarray:
+        """(N,) bool: the faces whose landmarks should come from Face Mesh."""
+        e2e = np.linalg.norm(faces.eyes[:, 1] - faces.eyes[:, 0], axis=1)
+        return ((np.abs(faces.pose[:, 0]) > self.yaw) | (np.abs(faces.pose[:, 1]) > self.pitch)
+                | (e2e < self.e2e_box * faces.boxes[:, 2]))
+
+
+class FaceMesh:
+    """mediapipe's Face Mesh run on one face's box: eye centres and head pose, or None where it finds no face."""
+
+    SIDE = 192  # the square crop given to Face Mesh: the face's box, enlarged by CONTEXT
+    CONTEXT = 1.6
+
+    def __init__(self) -> None:
+        import mediapipe as mp
+
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                     min_detection_confidence=0.3)
+
+    def __call__(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(eyes (2, 2) in image pixels, image-left first; pose (3,) yaw, pitch, roll in degrees) for one face."""
+        x, y, w, h = (float(v) for v in box)
+        scale = self.SIDE / max(self.CONTEXT * max(w, h), 1.0)
+        shift = np.array([self.SIDE / 2 - (x + w / 2) * scale, self.SIDE / 2 - (y + h / 2) * scale])
+        m = np.array([[scale, 0, shift[0]], [0, scale, shift[1]]])
+        patch = cv2.warpAffine(image, m, (self.SIDE, self.SIDE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if patch.ndim == 2:
+            patch = cv2.cvtColor(patch, cv2.COLOR_GRAY2BGR)
+        found = self._mesh.process(cv2.cvtColor(patch, cv2.COLOR_BGR2RGB)).multi_face_landmarks
+        if not found:
+            return None
+        points = np.array([(p.x, p.y, p.z) for p in found[0].landmark], np.float64) * self.SIDE
+        eyes = np.array([points[list(pair), :2].mean(0) for pair in MESH_EYES])
+        eyes = (eyes[np.argsort(eyes[:, 0])] - shift) / scale
+        return eyes.astype(np.float32), mesh_pose(points, eyes)
+
+    def close(self) -> None:
+        self._mesh.close()
+
+
+def mesh_pose(points: np.ndarray, eyes: np.ndarray) -> np.ndarray:
+    """Yaw, pitch (from the depth of Face Mesh's cheek and forehead-chin axes) and roll (the eye line), in degrees."""
+    across = points[MESH_CHEEKS[1]] - points[MESH_CHEEKS[0]]
+    vertical = points[MESH_FOREHEAD_CHIN[1]] - points[MESH_FOREHEAD_CHIN[0]]
+    yaw = math.atan2(across[2], math.hypot(across[0], across[1]))
+    pitch = math.atan2(-vertical[2], math.hypot(vertical[0], vertical[1]))
+    d = eyes[1] - eyes[0]
+    return np.degrees([yaw, pitch, math.atan2(d[1], d[0])]).astype(np.float32)
+
+
+class Landmarker:
+    """Fills ``faces.pose`` and, where BlazeFace's keypoints are in doubt, replaces the eyes by Face Mesh's.
+
+    ``faces.data["mesh"]`` marks the faces Face Mesh looked at; ``faces.data["no_landmarks"]`` those where it found
+    nothing (their eyes are then placed from the box, so the face can still be cropped and shown)."""
+
+    def __init__(self, doubt: Doubt = Doubt()) -> None:
+        self.doubt = doubt
+        self._mesh: FaceMesh | None = None  # loaded on the first doubtful face
+
+    def __call__(self, image: np.ndarray, faces: Faces) -> Faces:
+        """The same faces with pose and trusted eye centres."""
+        n = len(faces)
+        faces.data["mesh"] = np.zeros(n, bool)
+        faces.data["no_landmarks"] = np.zeros(n, bool)
+        if n == 0:
+            return faces
+        if faces.keypoints is not None:
+            faces.pose = keypoint_pose(faces.keypoints)
+        for i in np.flatnonzero(self.doubt(faces)):
+            if self._mesh is None:
+                self._mesh = FaceMesh()
+            found = self._mesh(image, faces.boxes[i])
+            faces.data["mesh"][i] = True
+            if found is None:
+                faces.data["no_landmarks"][i] = True
+                faces.eyes[i] = box_eyes(faces.boxes[i])
+            else:
+                faces.eyes[i], faces.pose[i] = found
+        return faces
+
+    def close(self) -> None:
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
+
+
+def box_eyes(box: np.ndarray) -> np.ndarray:
+    """Where the eyes of an upright frontal face in this box would be: a stand-in so that any face can be cropped."""
+    x, y, w, h = (float(v) for v in box)
+    return np.array([[x + 0.3 * w, y + 0.4 * h], [x + 0.7 * w, y + 0.4 * h]], np.float32)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A face is labelled only when the model can be trusted on it: turned no more than ``max_yaw`` / ``max_pitch``
+    degrees, eye centres at least ``min_e2e`` pixels apart, and landmarks that agree with the box (eyes ``e2e_box``
+    box widths apart, their midpoint inside the box).
+
+    The pose limits are the 99th percentiles of |yaw| and |pitch| over FER-2013's training faces (`emotrain measure`,
+    docs/results/framing.json): beyond them the model has seen almost no faces. ``min_e2e``: a FER-2013 face has its
+    eyes about 18 pixels apart; below 8 the crop is upsampled more than twice and carries little expression."""
+
+    max_yaw: float = 45.0
+    max_pitch: float = 33.0
+    min_e2e: float = 8.0
+    e2e_box: tuple[float, float] = (0.18, 0.75)
+
+    def verdicts(self, faces: Faces) -> np.ndarray:
+        """(N,) the verdict of each face: one of VERDICTS."""
+        out = np.full(len(faces), "ok", object)
+        if len(faces) == 0:
+            return out
+        e2e = np.linalg.norm(faces.eyes[:, 1] - faces.eyes[:, 0], axis=1)
+        mid = faces.eyes.mean(1)
+        x, y, w, h = faces.boxes.T
+        inside = (mid[:, 0] >= x) & (mid[:, 0] <= x + w) & (mid[:, 1] >= y) & (mid[:, 1] <= y + h)
+        ratio = e2e / np.maximum(w, 1e-6)
+        bad_landmarks = ~inside | (ratio < self.e2e_box[0]) | (ratio > self.e2e_box[1])
+        if "no_landmarks" in faces.data:
+            bad_landmarks |= faces.data["no_landmarks"]
+        turned = (np.abs(faces.pose[:, 0]) > self.max_yaw) | (np.abs(faces.pose[:, 1]) > self.max_pitch)
+        # Most specific reason first: without landmarks the pose is unknown; a small face's pose is unreliable.
+        out[turned] = "turned"
+        out[e2e < self.min_e2e] = "small"
+        out[bad_landmarks] = "landmarks"
+        return out
+
+    def __call__(self, faces: Faces) -> Faces:
+        """The same faces with ``quality`` filled in."""
+        faces.quality = self.verdicts(faces)
+        return faces

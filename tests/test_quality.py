@@ -1,0 +1,113 @@
+"""Landmarks, head pose and the quality gate on real photos, and what the gate does downstream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from emocam.detect import FaceDetector, enlarge
+from emocam.faces import Faces
+from emocam.quality import Gate, Landmarker, keypoint_pose
+from emocam.smooth import Smoother
+
+
+@pytest.fixture(scope="module")
+def find(shared: Path):
+    """The live chain on one image: detector, landmarks, gate (as Pipeline.detect runs them)."""
+    landmarker, gate = Landmarker(), Gate()
+    detectors = {}
+
+    def run(name: str, detector: str = "both", min_score: float = 0.5) -> Faces:
+        if (detector, min_score) not in detectors:
+            detectors[detector, min_score] = FaceDetector(detector, min_score)
+        image = enlarge(cv2.imread(str(shared / name)))
+        return gate(landmarker(image, detectors[detector, min_score](image)))
+
+    yield run
+    landmarker.close()
+    for d in detectors.values():
+        d.close()
+
+
+def test_frontal_faces_pass_without_face_mesh(find) -> None:
+    faces = find("images/single_face.jpg", "short", 0.7)
+    assert len(faces) == 1 and list(faces.quality) == ["ok"]
+    assert not faces.data["mesh"].any()  # BlazeFace's keypoints are trusted on a frontal face: no extra cost
+    assert abs(faces.pose[0, 0]) < 20 and abs(faces.pose[0, 1]) < 25
+
+
+def test_every_face_of_a_group_photo_passes(find) -> None:
+    faces = find("images/multi_face.jpg", "full")
+    assert len(faces) >= 4
+    assert faces.passed.all(), list(zip(faces.quality, faces.pose.round(1).tolist()))
+
+
+@pytest.mark.parametrize("name", ["wild/val/sad/Jayamadhuri_91.jpg", "wild/val/disgust/Jayamadhuri_117.jpg"])
+def test_turned_faces_get_face_mesh_and_no_label(find, name: str) -> None:
+    faces = find(name)
+    k = int(np.argmax(faces.boxes[:, 2] * faces.boxes[:, 3]))
+    assert faces.data["mesh"][k]
+    assert faces.quality[k] == "turned" and abs(faces.pose[k, 0]) > Gate().max_yaw
+
+
+def test_collapsed_eye_keypoints_are_replaced_by_face_mesh_eyes(shared: Path) -> None:
+    image = cv2.imread(str(shared / "images" / "single_face.jpg"))
+    with FaceDetector("short") as detect:
+        good = detect(image)
+        broken = detect(image)
+    # What BlazeFace does on a turned face: both eye keypoints on one eye.
+    broken.keypoints[0, 1] = broken.keypoints[0, 0] + 2
+    broken.eyes[0] = broken.keypoints[0, :2]
+    landmarker = Landmarker()
+    try:
+        fixed = landmarker(image, broken)
+    finally:
+        landmarker.close()
+    assert fixed.data["mesh"][0]
+    e2e = np.linalg.norm(fixed.eyes[0, 1] - fixed.eyes[0, 0])
+    assert 0.3 * good.boxes[0, 2] < e2e < 0.6 * good.boxes[0, 2]
+    # Face Mesh's eye centres (eye-corner midpoints) lie within a few pixels of BlazeFace's on this frontal face.
+    assert np.abs(fixed.eyes[0] - good.eyes[0]).max() < 0.1 * e2e
+    assert Gate().verdicts(fixed)[0] == "ok"
+
+
+def test_keypoint_pose_turns_sign_in_a_mirror(shared: Path) -> None:
+    image = cv2.imread(str(shared / "images" / "single_face.jpg"))
+    with FaceDetector("short") as detect:
+        pose = keypoint_pose(detect(image).keypoints)[0]
+        mirrored = keypoint_pose(detect(np.ascontiguousarray(image[:, ::-1])).keypoints)[0]
+    assert np.sign(pose[0]) == -np.sign(mirrored[0]) and abs(pose[0] + mirrored[0]) < 6
+    assert abs(pose[1] - mirrored[1]) < 3 and abs(pose[2] + mirrored[2]) < 3
+
+
+def test_the_gate_names_small_and_implausible_faces() -> None:
+    box = np.array([[100, 100, 100, 100]], np.float32)
+    frontal = np.array([[[130, 140], [170, 140]]], np.float32)
+    faces = Faces(np.repeat(box, 4, 0), np.ones(4), np.repeat(frontal, 4, 0), pose=np.zeros((4, 3)))
+    faces.eyes[1] = [[130, 140], [134, 140]]  # 4 px apart: too small to classify
+    faces.eyes[2] += 200  # landmarks outside the box
+    faces.pose[3] = [60, 0, 0]
+    assert list(Gate().verdicts(faces)) == ["ok", "landmarks", "landmarks", "turned"]
+    faces.boxes[1] = [128, 134, 8, 10]  # a tiny face whose eyes fit its box
+    assert Gate().verdicts(faces)[1] == "small"
+
+
+def test_gated_faces_do_not_move_the_smoother() -> None:
+    smoother = Smoother(tau_s=1.0, hysteresis=0.0)
+    happy, sad = np.eye(7, dtype=np.float32)[[3, 4]]
+
+    def step(t: float, probs: np.ndarray, quality: str) -> Faces:
+        faces = Faces(np.zeros((1, 4)), np.ones(1), np.zeros((1, 2, 2)), np.array([7]), probs=probs[None],
+                      quality=np.array([quality], object))
+        return smoother.update(faces, t)
+
+    step(0.0, happy, "ok")
+    gated = step(0.1, sad, "turned")
+    assert gated.labels[0] == -1 and np.isnan(gated.smoothed).all()
+    assert np.array_equal(gated.probs[0], sad)  # the raw answer stays
+    after = step(0.2, happy, "ok")
+    # Unchanged by the gated frame: still purely happy, as if the sad frame had never come.
+    assert after.labels[0] == 3 and after.smoothed[0, 3] == pytest.approx(1.0)

@@ -52,11 +52,12 @@ class Stopped(BaseException):
 def stop_on_signals() -> None:
     """Make SIGTERM and SIGHUP stop the run as Ctrl-C does, so that they too leave every output whole."""
     def stop(signum: int, frame: object) -> None:
+        for other in (signal.SIGTERM, signal.SIGHUP):  # a second one must not cut the closing of the outputs short
+            signal.signal(other, signal.SIG_IGN)
         raise Stopped(signum)
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop)
-
 
 
 @app.callback(invoke_without_command=True)

@@ -202,6 +202,8 @@ def test_a_stop_signal_closes_every_output(tiny_model: Path, shared: Path, tmp_p
     wait_for_rows(partial_name(out["--csv"]), 20, proc)
     assert out["--csv"].read_text() == "my old results\n"  # replaced only when the run ends
     proc.send_signal(signum)
+    time.sleep(0.3)
+    proc.send_signal(signum)  # a second one, while the outputs close, does not cut that short
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum and "Traceback" not in stderr, stderr
     rows = csv_rows(out["--csv"])

@@ -211,13 +211,13 @@ def run_local(jobs: Sequence[Job], workers: int) -> Iterator[dict]:
 
 def run_ray(jobs: Sequence[Job], address: str) -> Iterator[dict]:
     """Each job's row as it finishes, one Ray task per input on the cluster at ``address`` ("auto": the one this
-    machine belongs to). Inputs and outputs are absolute paths, which every node must see (shared storage)."""
+    machine belongs to; see ``ray_head``). Inputs and outputs are absolute paths, which every node must see (shared
+    storage)."""
     ray = require("ray")
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise UsageProblem(f"cannot reach a Ray cluster at {address} ({str(e).splitlines()[0][:120]}); "
-                           f"start one with 'ray start --head'") from None
+        raise UsageProblem(f"cannot join the Ray cluster at {address} ({str(e).splitlines()[0][:120]})") from None
     try:
         task = ray.remote(num_cpus=1)(process)
         pending = [task.remote(job) for job in jobs]
@@ -229,6 +229,24 @@ def run_ray(jobs: Sequence[Job], address: str) -> Iterator[dict]:
                 raise e.cause from None
     finally:
         ray.shutdown()
+
+
+def ray_head(address: str, timeout_s: float = 5.0) -> str:
+    """The head's host:port ("auto": of the cluster this machine last started or joined); UsageProblem where none
+    answers. Checked first because ray.init waits on an address that does not answer, for many minutes."""
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address
+
+        found = canonicalize_bootstrap_address("auto")
+        if not found:
+            raise UsageProblem("no Ray cluster was started on this machine; run 'ray start --head' or give --ray HOST:PORT")
+        address = found
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError):
+        raise UsageProblem(f"no Ray cluster answers at {address}; start one with 'ray start --head'") from None
+    return address
 
 
 def combine(rows: Iterable[dict], out_dir: Path, parquet: Path) -> int:
@@ -273,6 +291,9 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, options: Option
     if parquet is not None:
         parquet = writable(Path(parquet).absolute())
         require("pyarrow")
+    if ray is not None:
+        require("ray")
+        ray = ray_head(ray)
     if options.model is not None:
         options = Options(**(asdict(options) | {"model": Path(options.model).absolute()}))
     if not options.model_path.is_file():

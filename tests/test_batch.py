@@ -184,7 +184,8 @@ def test_batch_errors_are_one_line(clip: Path, tiny_model: Path, tmp_path: Path)
              ((clip, "--out-dir", tmp_path / "o", "--workers", "2", "--ray", "auto"), "not both"),
              ((tmp_path / "*.nothing", "--out-dir", tmp_path / "o"), "no file matches"),
              ((clip, "--out-dir", tmp_path / "o", "--model", tmp_path / "missing.onnx"), "model file not found"),
-             ((clip, "--out-dir", tmp_path / "o", "--workers", "0"), "--workers")]
+             ((clip, "--out-dir", tmp_path / "o", "--workers", "0"), "--workers"),
+             ((clip, "--out-dir", tmp_path / "o", "--ray", f"127.0.0.1:{free_port()}"), "no Ray cluster answers")]
     for args, says in cases:
         result = batch(*args)
         lines = result.stderr.strip().splitlines()
@@ -228,13 +229,14 @@ def test_a_ray_batch_equals_a_local_one(shared: Path, clip: Path, tiny_model: Pa
     # The node (and so its workers) starts in another folder than the driver: relative paths must not leak.
     node = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
                              "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=100000000",
-                             f"--ray-client-server-port={free_port()}"], cwd=node_dir, stdout=open(log, "w"),
+                             f"--ray-client-server-port={free_port()}",
+                             f"--dashboard-agent-listen-port={free_port()}"], cwd=node_dir, stdout=open(log, "w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a loaded 2-core machine takes minutes
         while "Ray runtime started" not in log.read_text() and time.monotonic() < deadline and node.poll() is None:
             time.sleep(0.2)
-        assert "Ray runtime started" in log.read_text(), log.read_text()[-3000:]
+        assert "Ray runtime started" in log.read_text(), f"exit {node.poll()}: " + log.read_text()[-3000:]
         common = ("inputs", "--model", "tiny.onnx", "--backend", "onnxruntime")
         on_ray = batch(*common, "--out-dir", "ray_out", "--ray", f"127.0.0.1:{port}", cwd=driver_dir, timeout=300)
         assert on_ray.returncode == 0, on_ray.stderr[-3000:]

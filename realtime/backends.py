@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 import time
 from pathlib import Path
 from typing import Protocol
@@ -268,12 +269,20 @@ def open_torch(model: Path, device: int | str = 0) -> TorchBackend:
     return backend
 
 
+def nvidia_gpu_present() -> bool:
+    """Whether this machine may have an NVIDIA GPU: on Linux, whether its driver is loaded (elsewhere, assume so).
+    Checked before trying the GPU backends, because importing torch only to learn there is no GPU takes seconds."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def open_backend(model: Path, backend: str = "onnxruntime", device: int | str = 0, threads: int = 1) -> Backend:
     """The named backend for ``model`` (an emocam ONNX file) on GPU ``device`` (or 'cpu'); 'auto' picks the fastest
     that runs here. BackendError says what to install when the named one cannot run."""
     model = Path(model)
     if backend == "auto":
-        for name in BACKENDS[:-1] if device != "cpu" else ():
+        for name in BACKENDS[:-1] if device != "cpu" and nvidia_gpu_present() else ():
             try:
                 return open_backend(model, name, device, threads)
             except BackendError:

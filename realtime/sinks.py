@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -95,10 +96,16 @@ def partial_name(path: Path, n: int = 1) -> Path:
 
 class Staged:
     """A new file beside ``path`` (NAME.partial.EXT, or NAME.partial2.EXT ... when that exists) that replaces ``path``
-    only at ``commit``; a file already at ``path`` is untouched until then. Creating it proves the folder writable."""
+    only at ``commit``; a file already at ``path`` is untouched until then. Creating it proves the folder writable.
+    A ``path`` that is a pipe or a device (/dev/stdout, a FIFO) is written in place: it cannot be replaced."""
 
     def __init__(self, path: Path) -> None:
         self.target = writable(path)
+        self.done = False
+        self.in_place = self.target.exists() and not stat.S_ISREG(os.stat(self.target).st_mode)
+        if self.in_place:
+            self.path = self.target
+            return
         for n in itertools.count(1):
             self.path = partial_name(self.target, n)
             try:  # O_EXCL: never take over a file that is already there (a partial file a killed run left)
@@ -108,11 +115,10 @@ class Staged:
                 continue
             except OSError as e:
                 raise SinkError(f"cannot write {self.target}: {e.strerror}") from None
-        self.done = False
 
     def commit(self) -> Path:
         """Rename the staged file to the target (atomic: the target is either the old file or the new one)."""
-        if not self.done:
+        if not self.done and not self.in_place:
             try:
                 os.replace(self.path, self.target)
             except OSError as e:
@@ -122,7 +128,7 @@ class Staged:
 
     def discard(self) -> None:
         """Remove the staged file; the target stays as it was."""
-        if not self.done:
+        if not self.done and not self.in_place:
             self.path.unlink(missing_ok=True)
             self.done = True
 
@@ -164,14 +170,15 @@ class CsvSink(Sink):
         text = io.StringIO()
         csv.writer(text).writerows(rows)
         data = memoryview(text.getvalue().encode())
+        size = len(data)
         try:
             while data:
                 data = data[self._file.write(data):]
         except OSError as e:
-            # Cut what the failed write left of a row, so that the file ends with a whole row.
-            os.ftruncate(self._file.fileno(), self._size)
+            if not self._staged.in_place:  # cut what the failed write left of a row: the file ends with a whole row
+                os.ftruncate(self._file.fileno(), self._size)
             raise SinkError(f"cannot write {self.path}: {e.strerror}; it keeps the rows before {what}") from None
-        self._size = self._file.tell()
+        self._size += size
 
     def write(self, frame: Frame, faces: Faces) -> None:
         self.frames += 1

@@ -158,6 +158,19 @@ def test_a_good_run_replaces_old_outputs_whole(clip: Path, tiny_model: Path, tmp
     assert leftovers(tmp_path) == []
 
 
+def test_a_csv_into_a_pipe_is_written_in_place(clip: Path, tiny_model: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "rows"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = run("emocam", "--video", clip, "--model", tiny_model, "--no-display", "--csv", fifo)
+    reader.join(timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert got and got[0].count(b"\n") == 1 + 72
+    assert fifo.is_fifo() and leftovers(tmp_path) == []  # not replaced by a file
+
+
 def test_after_sigkill_the_partial_csv_is_valid_and_the_old_one_untouched(tiny_model: Path, shared: Path,
                                                                           tmp_path: Path) -> None:
     old = tmp_path / "f.csv"

@@ -298,6 +298,8 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, options: Option
         options = Options(**(asdict(options) | {"model": Path(options.model).absolute()}))
     if not options.model_path.is_file():
         raise ModelError(f"model file not found: {options.model_path}")
+    if ray is None and workers == 1:
+        recognizer(options)  # loaded here, where it will run, so that a model or backend problem is told first
     todo = plan(expand(inputs), out_dir, options, every_frame)
     counts = {"skipped": len(todo.jobs) - len(todo.todo)}
     index = Index(out_dir / INDEX, todo.kept)

@@ -100,7 +100,9 @@ def live(
     with ExitStack() as stack:
         src = stack.enter_context(open_source(video if video is not None else source,
                                               live=None if video is None else False, timeout_s=timeout))
-        rec = stack.enter_context(Recognizer(model, detector, backend, device, min_score, tau, hysteresis, batch_frames))
+        rec = stack.enter_context(Recognizer(model, detector=detector, backend=backend, device=device,
+                                             min_score=min_score, tau=tau, hysteresis=hysteresis,
+                                             batch_frames=batch_frames))
         classes = rec.classes
         # First in, last closed: while standard output carries JSONL, whatever the others print at close goes to stderr.
         sinks = [] if jsonl is None else [stack.enter_context(JsonlSink(jsonl, classes, every_frame))]
@@ -137,7 +139,8 @@ def bench(
     with ExitStack() as stack:
         staged = None if json_out is None else stack.enter_context(Staged(json_out))
         src = stack.enter_context(open_source(video, live=False))
-        rec = stack.enter_context(Recognizer(model, detector, backend, device, min_score, batch_frames=batch_frames))
+        rec = stack.enter_context(Recognizer(model, detector=detector, backend=backend, device=device,
+                                             min_score=min_score, batch_frames=batch_frames))
         pipeline = rec.pipeline
         timings = rec.run(src)
         if src.ended_early is not None:
@@ -173,7 +176,8 @@ def batch(
     or has no face is recorded and the batch goes on; a rerun skips what was finished with the same model and options."""
     from .batch import INDEX, run_batch
 
-    options = Options(model, detector, min_score, backend, device, tau, hysteresis, batch_frames)
+    options = Options(model=model, detector=detector, min_score=min_score, backend=backend, device=device, tau=tau,
+                      hysteresis=hysteresis, batch_frames=batch_frames)
     counts = run_batch(inputs, out_dir, options, every_frame, workers, ray, parquet)
     skipped = counts.pop("skipped")
     ran = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"

@@ -94,8 +94,9 @@ class Recognizer:
                  backend: str = DEFAULTS.backend, device: int | str = DEFAULTS.device, min_score: float = DEFAULTS.min_score,
                  tau: float = DEFAULTS.tau, hysteresis: float = DEFAULTS.hysteresis,
                  batch_frames: int = DEFAULTS.batch_frames) -> None:
-        self.options = Options(None if model is None else Path(model), detector, min_score, backend, device, tau,
-                               hysteresis, batch_frames)
+        self.options = Options(model=None if model is None else Path(model), detector=detector, min_score=min_score,
+                               backend=backend, device=device, tau=tau, hysteresis=hysteresis,
+                               batch_frames=batch_frames)
         path = self.options.model_path
         if model is None and not path.is_file():
             raise ModelError(f"no model shipped at {path} yet; pass --model PATH (an ONNX file from 'emotrain export')")

@@ -97,7 +97,8 @@ def partial_name(path: Path, n: int = 1) -> Path:
 class Staged:
     """A new file beside ``path`` (NAME.partial.EXT, or NAME.partial2.EXT ... when that exists) that replaces ``path``
     only at ``commit``; a file already at ``path`` is untouched until then. Creating it proves the folder writable.
-    A ``path`` that is a pipe or a device (/dev/stdout, a FIFO) is written in place: it cannot be replaced."""
+    A ``path`` that is a pipe or a device (/dev/stdout, a FIFO) is written in place: it cannot be replaced. A symlink
+    stays a link: the file it points to is the one replaced."""
 
     def __init__(self, path: Path) -> None:
         self.target = writable(path)
@@ -106,8 +107,9 @@ class Staged:
         if self.in_place:
             self.path = self.target
             return
+        self._real = Path(os.path.realpath(self.target))
         for n in itertools.count(1):
-            self.path = partial_name(self.target, n)
+            self.path = partial_name(self._real, n)
             try:  # O_EXCL: never take over a file that is already there (a partial file a killed run left)
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
                 break
@@ -120,7 +122,7 @@ class Staged:
         """Rename the staged file to the target (atomic: the target is either the old file or the new one)."""
         if not self.done and not self.in_place:
             try:
-                os.replace(self.path, self.target)
+                os.replace(self.path, self._real)
             except OSError as e:
                 raise SinkError(f"cannot write {self.target}: {e.strerror}; the output is in {self.path}") from None
             self.done = True

@@ -158,6 +158,19 @@ def test_a_good_run_replaces_old_outputs_whole(clip: Path, tiny_model: Path, tmp
     assert leftovers(tmp_path) == []
 
 
+def test_an_output_through_a_symlink_replaces_the_file_it_points_to(clip: Path, tiny_model: Path,
+                                                                    tmp_path: Path) -> None:
+    real = tmp_path / "results" / "faces.csv"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(real)
+    result = run("emocam", "--video", clip, "--model", tiny_model, "--no-display", "--csv", link)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and len(csv_rows(real)) == 1 + 72
+    assert leftovers(tmp_path) == [] and leftovers(real.parent) == []
+
+
 def test_a_csv_into_a_pipe_is_written_in_place(clip: Path, tiny_model: Path, tmp_path: Path) -> None:
     fifo = tmp_path / "rows"
     os.mkfifo(fifo)

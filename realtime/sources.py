@@ -29,7 +29,8 @@ class SourceError(Exception):
 
 
 class EndedEarly(SourceError):
-    """A video file whose frames stopped well before the count its container gives (cut short or corrupt)."""
+    """A video file whose frames stopped well before the count its container gives (cut short), or that lost frames
+    to damage in the middle; the frames that could be decoded were all delivered."""
 
 
 def stream_url(text: str) -> bool:
@@ -129,25 +130,58 @@ class VideoFile(Source):
         # Some containers report no (or non-increasing) times; fall back to the nominal frame rate.
         return t if np.isfinite(t) and (t > last or index == 0) else index / self.fps
 
+    def _short(self, index: int) -> bool:
+        """Whether frames stopping at ``index`` is well short of the container's count."""
+        return bool(self.frame_count) and index < DECODED_SHARE * self.frame_count
+
     def _decode(self) -> None:
         index, last, image = 0, -1.0, self._first
         self._first = None
+        skipped = []  # (first, last) frames lost to damage, where decoding picked up again after them
         try:
             while image is not None and not self._stop.is_set():
                 last = self._timestamp(index, last)
                 self._put(Frame(index, last, image))
+                self.decoded += 1
                 t0 = time.perf_counter()
                 ok, image = self._cap.read()
+                index += 1
+                if not ok and self._short(index):
+                    ok, image, after = self._resync(index)
+                    if ok:
+                        skipped.append((index, after - 1))
+                        index = after
                 self.decode_s += time.perf_counter() - t0
                 image = image if ok else None
-                index += 1
-            if image is None and self.frame_count and index < DECODED_SHARE * self.frame_count:
-                self.ended_early = EndedEarly(f"{self.name} ended early: frames stopped at frame {index} of "
-                                              f"{self.frame_count} (the file is cut short or corrupt); the outputs "
-                                              f"hold the {index} frames before")
+            told = []
+            if image is None and self._short(index):
+                told.append(f"ended early: frames stopped at frame {index} of {self.frame_count} (the file is cut "
+                            f"short or corrupt)")
+            if skipped:
+                told.append("frames " + ", ".join(f"{a}-{b}" for a, b in skipped) + " could not be decoded "
+                            "(the file is damaged there) and were skipped")
+            if told:
+                self.ended_early = EndedEarly(f"{self.name} {'; '.join(told)}; the outputs hold the {self.decoded} "
+                                              f"frames that could be read")
         finally:
-            self.decoded = index
             self._put(None)
+
+    def _resync(self, index: int) -> tuple[bool, np.ndarray | None, int]:
+        """After the decoder failed at frame ``index``, try to go on a second at a time further on (a seek lands on a
+        key frame, past the damage): (found, its image, its index)."""
+        step = max(1, round(self.fps))
+        for after in range(index + step, self.frame_count, step):
+            cap = open_capture(self.name)
+            cap.set(cv2.CAP_PROP_POS_FRAMES, after)
+            ok, image = cap.read()
+            if ok:
+                self._cap.release()
+                self._cap = cap
+                return True, image, after
+            cap.release()
+            if self._stop.is_set():
+                break
+        return False, None, index
 
     def _put(self, item: Frame | None) -> None:
         while not self._stop.is_set():

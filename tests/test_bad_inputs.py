@@ -477,6 +477,20 @@ def test_a_cut_video_says_it_ended_early(tiny_model: Path, shared: Path, tmp_pat
     assert int(rows[-1][0]) == 227  # the frames before the cut are all there
 
 
+def test_a_video_damaged_in_the_middle_goes_on_after_the_damage(tiny_model: Path, shared: Path,
+                                                                tmp_path: Path) -> None:
+    data = bytearray((shared / "videos" / "WolfgangLanger_Pexels.mp4").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 200_000] = np.random.default_rng(0).bytes(200_000)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    result = run("emocam", "--video", damaged, "--model", tiny_model, "--no-display", "--csv", tmp_path / "f.csv")
+    says(result, "could not be decoded (the file is damaged there) and were skipped", code=3)
+    frames = sorted({int(r[0]) for r in csv_rows(tmp_path / "f.csv")[1:]})
+    assert frames[0] == 0 and frames[-1] == 471  # read up to the damage, and again from after it to the end
+    assert 200 < len(frames) < 472
+
+
 def test_a_whole_video_is_not_reported_as_ended_early(tiny_model: Path, shared: Path) -> None:
     # no_face.mp4's container lists 98 frames, of which 95 decode: a few frames short is not a cut file.
     result = run("emocam", "--video", shared / "videos" / "no_face.mp4", "--model", tiny_model, "--no-display")

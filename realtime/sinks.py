@@ -338,7 +338,7 @@ class Window(Sink):
             # OpenCV's Qt backend aborts the whole process when it cannot reach a display, so check first.
             display = os.environ.get("WAYLAND_DISPLAY") or os.environ.get("DISPLAY")
             if not display:
-                raise SinkError("no display for the preview window")
+                raise SinkError("no display (DISPLAY is not set)")
             if not window_opens():
                 raise SinkError(f"no window opens on display {display}")
         self.title = title

@@ -51,7 +51,10 @@ def small_target(shared: Path, tmp_path_factory) -> Path:
 def test_fer_split_sizes_from_the_real_csv(fer_csv, pre48):
     fer28 = D.fer_sets(fer_csv, "fer28", pre48)
     assert (len(fer28["train"]), len(fer28["val"]), len(fer28["test"])) == (28709, 3589, 3589)
-    assert len(D.fer_sets(fer_csv, "fer32", pre48)["train"]) == 28709 + 3589
+    fer32 = D.fer_sets(fer_csv, "fer32", pre48)
+    # FER32 chooses its epoch on a tenth carved out of Training + PublicTest, never on PrivateTest, which it reports.
+    assert len(fer32["train"]) + len(fer32["val"]) == 28709 + 3589 and len(fer32["val"]) == 3230
+    assert not set(fer32["val"].groups) & set(fer32["train"].groups)
     assert fer28["train"].counts()[1] == 436  # disgust, as in the data README
 
 
@@ -138,7 +141,7 @@ def test_tiny_cascade_stage2_starts_from_stage1(fer_csv, small_target, tmp_path)
     stage1 = torch.load(tmp_path / "s1" / "best.pt", weights_only=False)["model"]
     assert all(torch.equal(v, stage1[k]) for k, v in start.state_dict().items())
     report = json.loads((tmp_path / "s2" / "report.json").read_text())
-    assert set(report["tests"]) == {"fer2013/PrivateTest", "target/val"}
+    assert set(report["tests"]) == {"fer2013/PrivateTest", f"{small_target.name}/val"}
 
     onnx_path = export_onnx([best2], tmp_path / "model.onnx")
     parity = json.loads(onnx_path.with_suffix(".parity.json").read_text())
@@ -223,3 +226,47 @@ def test_fer_image_folder_layout(fer_csv, tmp_path, pre48):
     first = np.flatnonzero(usage == 0)[:20]
     # Same faces as the csv gives, whatever order the folders list them in.
     assert sorted(map(bytes, sets["train"].images)) == sorted(map(bytes, D.prepare_all(images[first], pre48)))
+
+
+def test_gated_faces_count_as_wrong_and_coverage_is_reported():
+    from emocam.train.metrics import scores
+
+    labels = np.array([0, 1, 2, 3, 3])
+    result = scores(labels, labels.copy(), passed=np.array([True, True, False, True, True]))
+    assert result["accuracy"] == pytest.approx(0.8) and result["coverage"] == pytest.approx(0.8)
+    assert result["gated"] == 1 and result["recall"]["fear"] == 0.0 and result["recall"]["happy"] == 1.0
+
+
+def test_carved_validation_never_shares_a_person_with_training():
+    names = np.array([D.person(Path(f)) for f in
+                      ["Ann_Lee_0001.jpg", "Ann_Lee_0002.jpg", "Bo_0001.jpg", "S005_001_00000011.png",
+                       "S005_002_00000003.png", "Cy_7.jpg"] * 5])
+    assert set(names) == {"Ann_Lee", "Bo", "S005", "Cy"}
+    faces = D.FaceSet(np.zeros((len(names), 4, 4), np.uint8), np.zeros(len(names), np.int64), "t", groups=names)
+    rest, carved = faces.carve(0.3, seed=1)
+    assert len(rest) + len(carved) == len(faces) and len(carved) >= 0.3 * len(faces)
+    assert not set(rest.groups) & set(carved.groups)
+
+
+def test_footage_augmentation_touches_only_its_share():
+    from emocam.train.fit import footage_like
+
+    x = torch.linspace(-2, 2, 8 * 48 * 48).reshape(8, 1, 48, 48)
+    assert torch.equal(footage_like(x, torch.Generator().manual_seed(0), 0.0), x)
+    out = footage_like(x, torch.Generator().manual_seed(0), 1.0)
+    again = footage_like(x, torch.Generator().manual_seed(0), 1.0)
+    assert out.shape == x.shape and torch.equal(out, again)
+    changed = [(out[i] - x[i]).abs().max() > 1e-3 for i in range(8)]
+    assert sum(changed) >= 6  # each face draws three effects at even odds: all eight untouched is 1 in 512 per face
+
+
+def test_rehearsal_brings_fer_faces_into_the_target_stage(fer_csv, small_target, pre48):
+    from emocam.train.fit import load_splits
+
+    plain = load_splits(StageConfig(out=Path("unused"), data="target", target=small_target), pre48)
+    mixed = load_splits(StageConfig(out=Path("unused"), data="target", target=small_target, fer=fer_csv, rehearse=64),
+                        pre48)
+    assert plain.rehearsal is None and len(mixed.rehearsal) == 29068  # FER32's training faces
+    # Chosen on the carved target persons plus as many FER-2013 validation faces; the target val is only scored.
+    assert len(mixed.val) == 2 * len(plain.val) and np.array_equal(mixed.val.images[:len(plain.val)], plain.val.images)
+    assert set(mixed.tests) == {"fer2013/PrivateTest", f"{small_target.name}/val"}

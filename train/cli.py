@@ -20,6 +20,8 @@ Majority = Annotated[bool, typer.Option(help="with --ferplus: train on FER+'s mo
 Target = Annotated[Optional[list[Path]], typer.Option(help="target set folder with train/<class>/ and val/<class>/; "
                                                            "repeat for several sets")]
 Init = Annotated[str, typer.Option(help="imagenet, or a checkpoint (best.pt) to continue from")]
+Rehearse = Annotated[int, typer.Option(help="with --fer: this many FER-2013 training faces, drawn anew, join each "
+                                             "epoch on the target sets, so that FER-2013 is not forgotten")]
 Carve = Annotated[float, typer.Option(help="share of each target set's train persons kept apart to choose the epoch")]
 FerFraming = Annotated[str, typer.Option(help="FER-2013 faces as they are (own) or re-cropped like live faces (live)")]
 Footage = Annotated[float, typer.Option(help="share of training faces made to look like video: downscaled, blurred, "
@@ -141,14 +143,14 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "
            weights: Weights = None, init: Init = "imagenet", epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10,
            batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
            erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
-           seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None, fer: Fer = None,
-           export: Export = False) -> None:
+           rehearse: Rehearse = 0, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
+           threads: Threads = None, fer: Fer = None, export: Export = False) -> None:
     """One stage on the target sets: from ImageNet (the paper's single scheme), or with --init from an earlier
     stage's checkpoint (the cascade's stage 2 alone); with --fer it is also scored on FER-2013 PrivateTest."""
     cfg = _stage(out=out, data="target", target=tuple(target or ()), fer=fer, arch=arch, size=size, init=init,
-                 weights=weights,
-                 epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum, weight_decay=weight_decay,
-                 balance=balance, erase=erase, footage=footage, carve=carve, fer_framing=fer_framing, seed=seed, device=device, threads=threads)
+                 weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
+                 weight_decay=weight_decay, balance=balance, erase=erase, footage=footage, carve=carve,
+                 fer_framing=fer_framing, rehearse=rehearse, seed=seed, device=device, threads=threads)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))
@@ -211,7 +213,8 @@ def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
     if out is not None:  # checked before the evaluation, which takes a while
         _run(lambda: _writable(*result_files(out)))
     result = _run(lambda: evaluate_model(model, load_for(model, fer, split, folder), backend))
-    print(json.dumps({k: result[k] for k in ("data", "n", "accuracy", "mean_recall", "recall")}, indent=1))
+    shown = ("data", "n", "coverage", "gated", "accuracy", "mean_recall", "recall")
+    print(json.dumps({k: result[k] for k in shown}, indent=1))
     if out is not None:
         _run(lambda: write_result(result, out))
 

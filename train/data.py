@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +30,45 @@ class DataError(Exception):
 
 @dataclass
 class FaceSet:
-    """Preprocessed uint8 faces (N, S, S), their labels (N,), optional soft targets (N, K), and a name."""
+    """Preprocessed uint8 faces (N, S, S), their labels (N,), optional soft targets (N, K), and a name.
+
+    groups: (N,) who each face belongs to (a person, where known), so that splits never share a person.
+    passed: (N,) bool, whether the live quality gate would label the face (all True where it was not run)."""
 
     images: np.ndarray
     labels: np.ndarray
     name: str
     soft: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    passed: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.groups is None:
+            self.groups = np.arange(len(self.labels)).astype(str)
+        if self.passed is None:
+            self.passed = np.ones(len(self.labels), bool)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, keep: np.ndarray, name: str | None = None) -> "FaceSet":
+        """The faces selected by an index or boolean array."""
+        return FaceSet(self.images[keep], self.labels[keep], name or self.name,
+                       None if self.soft is None else self.soft[keep], self.groups[keep], self.passed[keep])
+
+    def carve(self, share: float, seed: int = 0) -> tuple["FaceSet", "FaceSet"]:
+        """Split off about ``share`` of the faces, whole groups at a time, as a validation set: (rest, carved)."""
+        names = np.unique(self.groups)
+        order = np.random.default_rng(seed).permutation(len(names))
+        sizes = {g: n for g, n in zip(*np.unique(self.groups, return_counts=True))}
+        carved, count = set(), 0
+        for i in order:
+            if count >= share * len(self):
+                break
+            carved.add(names[i])
+            count += sizes[names[i]]
+        mask = np.isin(self.groups, list(carved))
+        return self.subset(~mask, f"{self.name}-carved"), self.subset(mask, f"{self.name}/carved-val")
 
     def counts(self) -> list[int]:
         return np.bincount(self.labels, minlength=len(CLASSES)).tolist()
@@ -48,7 +79,8 @@ class FaceSet:
         if any(s.soft is not None for s in sets):
             soft = np.concatenate([s.soft if s.soft is not None else np.eye(len(CLASSES), dtype=np.float32)[s.labels]
                                    for s in sets])
-        return FaceSet(np.concatenate([s.images for s in sets]), np.concatenate([s.labels for s in sets]), name, soft)
+        return FaceSet(np.concatenate([s.images for s in sets]), np.concatenate([s.labels for s in sets]), name, soft,
+                       np.concatenate([s.groups for s in sets]), np.concatenate([s.passed for s in sets]))
 
 
 def cache_dir() -> Path:
@@ -138,14 +170,16 @@ def prepare_all(images: np.ndarray, pre: Preprocess) -> np.ndarray:
     return out
 
 
-def fer_sets(fer: Path, variant: str, pre: Preprocess, ferplus: Path | None = None,
-             majority: bool = False) -> dict[str, FaceSet]:
-    """FER-2013 splits as in the paper: 'fer28' trains on Training and validates on PublicTest; 'fer32' trains
-    on Training + PublicTest and validates on PrivateTest. 'test' is always PrivateTest.
+def fer_sets(fer: Path, variant: str, pre: Preprocess, ferplus: Path | None = None, majority: bool = False,
+             framing: str = "own", seed: int = 0) -> dict[str, FaceSet]:
+    """FER-2013 splits as in the paper: 'fer28' trains on Training and validates on PublicTest; 'fer32' trains on
+    Training + PublicTest less a random tenth, on which it validates. 'test' is always PrivateTest, never used to
+    choose anything.
 
     With ``ferplus`` the training faces get FER+ targets: the vote distribution, or with ``majority`` the
     most voted class (ties go to the FER-2013 label). Faces without votes keep their label; validation and
-    test faces always keep theirs."""
+    test faces always keep theirs. ``framing`` 'live' re-crops every face with the live side's landmarks and crop
+    (``framing.live_crops``) instead of taking it as it is."""
     if variant not in ("fer28", "fer32"):
         raise ValueError(f"unknown FER variant '{variant}'; choose fer28 or fer32")
     fer = Path(fer)
@@ -161,16 +195,30 @@ def fer_sets(fer: Path, variant: str, pre: Preprocess, ferplus: Path | None = No
         if majority:
             votes = np.eye(len(CLASSES), dtype=np.float32)[(votes + 0.5 * onehot).argmax(1)]
         soft = np.where(total > 0, votes / np.maximum(votes.sum(1, keepdims=True), 1), onehot).astype(np.float32)
-    images = prepare_all(images, pre)
-    train_usage = (0,) if variant == "fer28" else (0, 1)
-    val_usage = 1 if variant == "fer28" else 2
+    images = live_fer_crops(fer, images, pre) if framing == "live" else prepare_all(images, pre)
+    everything = FaceSet(images, labels, "fer2013", soft)
+    test = everything.subset(usage == 2, "fer2013/PrivateTest")
+    test.soft = None
+    if variant == "fer28":
+        train, val = everything.subset(usage == 0, "fer28/train"), everything.subset(usage == 1, "fer28/val")
+    else:
+        train, val = everything.subset(np.isin(usage, (0, 1)), "fer32/train").carve(0.1, seed)
+        train.name, val.name = "fer32/train", "fer32/carved-val"
+    val.soft = None
+    return {"train": train, "val": val, "test": test}
 
-    def select(mask: np.ndarray, name: str, with_soft: bool) -> FaceSet:
-        return FaceSet(images[mask], labels[mask], name, soft[mask] if (with_soft and soft is not None) else None)
 
-    return {"train": select(np.isin(usage, train_usage), f"{variant}/train", True),
-            "val": select(usage == val_usage, f"{variant}/val", False),
-            "test": select(usage == 2, "fer2013/PrivateTest", False)}
+def live_fer_crops(fer: Path, images: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """Every FER-2013 face re-cropped by the live side (``framing.live_crops``), cached: it takes minutes."""
+    from .framing import live_crops
+
+    stat = Path(fer).stat()
+    cached = cache_dir() / f"fer-live-{_file_key(str(Path(fer).resolve()), stat.st_size, stat.st_mtime, pre.to_dict())}.npy"
+    if cached.is_file():
+        return np.load(cached)
+    crops = live_crops(images, pre)
+    np.save(cached, crops)
+    return crops
 
 
 def _class_folders(root: Path) -> list[tuple[int, Path]]:
@@ -220,37 +268,50 @@ class TargetReport:
 TARGET_MIN_SCORE = 0.5
 
 
+def person(path: Path) -> str:
+    """Who a target image shows, from its file name: the name without its trailing numbers
+    (``George_W_Bush_0001.jpg`` -> George_W_Bush, CK+'s ``S005_001_00000011.png`` -> S005)."""
+    return re.sub(r"(_\d+)+$", "", path.stem) or path.stem
+
+
 def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tuple[FaceSet, TargetReport]:
-    """A target image folder (``<class>/*``): each image through the live detector and eye-distance crop,
-    cached so that it is done once. Images with no face are counted and reported, not used."""
-    from emocam.detect import FaceDetector
+    """A target image folder (``<class>/*``): each image through the live detector, landmarks, quality gate and
+    eye-distance crop, cached so that it is done once. Images with no face are counted and reported, not used;
+    images smaller than the detector needs (CK+'s 48 px crops) are upsampled first, borders replicated."""
+    from emocam.detect import FaceDetector, enlarge
+    from emocam.quality import Gate, Landmarker
 
     root = Path(root)
     files = _image_files(root)
     key = _file_key(str(root.resolve()), [(str(f), f.stat().st_size, f.stat().st_mtime) for _, f in files],
-                    pre.to_dict(), detector_range, TARGET_MIN_SCORE)
+                    pre.to_dict(), detector_range, TARGET_MIN_SCORE, "landmarks-gate-v1")
     cached = cache_dir() / f"target-{key}.npz"
+    name = f"{root.parent.name}/{root.name}"
     if cached.is_file():
         with np.load(cached) as z:
             report = TargetReport(int(z["n_images"]), [str(s) for s in z["no_face"]])
-            return FaceSet(z["images"], z["labels"], f"{root.parent.name}/{root.name}"), report
-    crops, labels, no_face = [], [], []
+            return FaceSet(z["images"], z["labels"], name, None, z["groups"], z["passed"]), report
+    crops, labels, groups, passed, no_face = [], [], [], [], []
+    gate, landmarker = Gate(), Landmarker()
     with FaceDetector(range=detector_range, min_score=TARGET_MIN_SCORE) as detect:
         for label, f in files:
-            image = _read_image(f)
-            faces = detect(image)
+            image = enlarge(_read_image(f))
+            faces = gate(landmarker(image, detect(image)))  # what the live pipeline does to every frame
             if len(faces) == 0:
                 no_face.append(str(f.relative_to(root)))
                 continue
             biggest = int(np.argmax(faces.boxes[:, 2] * faces.boxes[:, 3]))
             crops.append(crop_face(image, faces.eyes[biggest, 0], faces.eyes[biggest, 1], pre))
             labels.append(label)
+            groups.append(person(f))
+            passed.append(bool(faces.passed[biggest]))
+    landmarker.close()
     if not crops:
         raise DataError(f"{root}: no face found in any of its {len(files)} images")
-    images = np.stack(crops)
-    labels_arr = np.array(labels, np.int64)
-    np.savez(cached, images=images, labels=labels_arr, n_images=len(files), no_face=np.array(no_face, dtype=str))
-    return FaceSet(images, labels_arr, f"{root.parent.name}/{root.name}"), TargetReport(len(files), no_face)
+    out = FaceSet(np.stack(crops), np.array(labels, np.int64), name, None, np.array(groups), np.array(passed))
+    np.savez(cached, images=out.images, labels=out.labels, groups=out.groups, passed=out.passed,
+             n_images=len(files), no_face=np.array(no_face, dtype=str))
+    return out, TargetReport(len(files), no_face)
 
 
 def describe(report: TargetReport, root: Path, out=sys.stderr) -> None:

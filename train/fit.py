@@ -53,6 +53,7 @@ class StageConfig:
     augment: bool = True
     erase: float = 0.0
     footage: float = 0.0
+    rehearse: int = 0
     select: str = "acc"
     limit: int | None = None
     seed: int = 0
@@ -83,6 +84,7 @@ class Splits:
     train: FaceSet
     val: FaceSet
     tests: dict[str, FaceSet] = field(default_factory=dict)
+    rehearsal: FaceSet | None = None  # FER-2013 faces of which some join each epoch (StageConfig.rehearse)
 
 
 def load_splits(cfg: StageConfig, pre: Preprocess) -> Splits:
@@ -112,17 +114,26 @@ def load_splits(cfg: StageConfig, pre: Preprocess) -> Splits:
     if targets:
         target_train = FaceSet.concat([t["train"] for t in targets], "+".join(t["train"].name for t in targets))
         target_val = FaceSet.concat([t["carved"] for t in targets], "+".join(t["carved"].name for t in targets))
+    rehearsal = None
     if cfg.data in ("fer28", "fer32"):
         train, val = fer["train"], fer["val"]
     elif cfg.data == "target":
         train, val = target_train, target_val
+        if cfg.rehearse:
+            if fer is None:
+                raise ValueError("--rehearse needs --fer")
+            # Chosen on the carved target faces and as many of FER-2013's validation faces, weighed alike.
+            rehearsal = fer["train"]
+            extra = fer["val"].subset(np.random.default_rng(cfg.seed).permutation(len(fer["val"]))[:len(val)])
+            val = FaceSet.concat([val, extra], f"{val.name}+{extra.name}")
     else:
         train, val = FaceSet.concat([fer["train"], target_train], f"fer32+{target_train.name}"), target_val
     if cfg.limit:  # quick runs: a random subset of at most ``limit`` faces of every split
         rng = np.random.default_rng(cfg.seed)
         train, val = _subset(train, cfg.limit, rng), _subset(val, cfg.limit, rng)
         tests = {name: _subset(s, cfg.limit, rng) for name, s in tests.items()}
-    return Splits(train, val, tests)
+        rehearsal = None if rehearsal is None else _subset(rehearsal, cfg.limit, rng)
+    return Splits(train, val, tests, rehearsal)
 
 
 def _subset(faces: FaceSet, n: int, rng: np.random.Generator) -> FaceSet:
@@ -174,7 +185,7 @@ def footage_like(x: torch.Tensor, gen: torch.Generator, share: float) -> torch.T
         return x
     x = x.clone()
     rand = lambda lo, hi: float(torch.rand(1, generator=gen)) * (hi - lo) + lo  # noqa: E731
-    for i in torch.flatnonzero(pick).tolist():
+    for i in torch.nonzero(pick).flatten().tolist():
         face = x[i:i + 1]
         if rand(0, 1) < 0.5:
             small = max(8, round(side * rand(0.35, 1.0)))
@@ -243,7 +254,7 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step, gamma=cfg.gamma)
     contract = ModelContract(CLASSES, pre, {"arch": cfg.arch})
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    config = json.loads(json.dumps(asdict(cfg), default=str))  # paths as text, tuples as lists
     state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": []}
     if resume and (out / "last.pt").is_file():
         ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
@@ -253,10 +264,11 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
         state = {k: ckpt[k] for k in state}
         print(f"resuming {out} after epoch {state['epoch']}")
 
-    train = splits.train
-    counts = np.bincount(train.labels, minlength=len(CLASSES)).astype(np.float64)
+    own = len(splits.train)  # the stage's own faces; rehearsed FER-2013 faces follow them
+    counts = np.bincount(splits.train.labels, minlength=len(CLASSES)).astype(np.float64)
     # Class balancing: sample each face with probability inversely proportional to its class's size.
-    sample_weights = torch.from_numpy((1.0 / np.maximum(counts, 1))[train.labels]) if cfg.balance else None
+    sample_weights = torch.from_numpy((1.0 / np.maximum(counts, 1))[splits.train.labels]) if cfg.balance else None
+    train = splits.train if splits.rehearsal is None else FaceSet.concat([splits.train, splits.rehearsal], "train")
     targets = torch.from_numpy(train.soft if train.soft is not None else np.eye(len(CLASSES), dtype=np.float32)[train.labels])
     gen = torch.Generator().manual_seed(cfg.seed)
     print(f"{cfg.data}: train {len(train)} {train.counts()}, val {len(splits.val)} on {device}; {origin}")
@@ -266,8 +278,11 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
         # resumed run repeats an uninterrupted one exactly.
         gen.manual_seed(cfg.seed * 1000 + epoch)
         torch.manual_seed(cfg.seed * 1000 + epoch)
-        order = (torch.multinomial(sample_weights, len(train), replacement=True, generator=gen) if cfg.balance
-                 else torch.randperm(len(train), generator=gen))
+        order = (torch.multinomial(sample_weights, own, replacement=True, generator=gen) if cfg.balance
+                 else torch.randperm(own, generator=gen))
+        if splits.rehearsal is not None:
+            drawn = own + torch.randperm(len(splits.rehearsal), generator=gen)[:cfg.rehearse]
+            order = torch.cat([order, drawn])[torch.randperm(own + len(drawn), generator=gen)]
         model.train()
         started, seen, loss_sum = time.time(), 0, 0.0
         bar = tqdm(range(0, len(order), cfg.batch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=2)

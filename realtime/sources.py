@@ -174,7 +174,8 @@ class VideoFile(Source):
             cap = open_capture(self.name)
             cap.set(cv2.CAP_PROP_POS_FRAMES, after)
             ok, image = cap.read()
-            if ok:
+            # Past the end of a cut file the seek fails and lands back before the cut: that frame is not ``after``.
+            if ok and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == after + 1:
                 self._cap.release()
                 self._cap = cap
                 return True, image, after

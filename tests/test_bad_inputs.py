@@ -467,14 +467,17 @@ def test_a_video_file_under_dev_is_a_file_not_a_camera(tiny_model: Path, tmp_pat
 
 # --- 8: a truncated video ---------------------------------------------------------------------------------------------
 
-def test_a_cut_video_says_it_ended_early(tiny_model: Path, shared: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("share, frames", [(2, 228), (5, 87)], ids=["half", "fifth"])
+def test_a_cut_video_says_it_ended_early(tiny_model: Path, shared: Path, tmp_path: Path, share: int,
+                                         frames: int) -> None:
     whole = (shared / "videos" / "WolfgangLanger_Pexels.mp4").read_bytes()
     cut = tmp_path / "cut.mp4"
-    cut.write_bytes(whole[:len(whole) // 2])
+    cut.write_bytes(whole[:len(whole) // share])
     result = run("emocam", "--video", cut, "--model", tiny_model, "--no-display", "--csv", tmp_path / "f.csv")
-    says(result, "cut.mp4 ended early: frames stopped at frame 228 of 472", code=3)
+    says(result, f"cut.mp4 ended early: frames stopped at frame {frames} of 472", code=3)
+    assert "skipped" not in result.stderr  # nothing after the cut is taken for a frame
     rows = csv_rows(tmp_path / "f.csv")
-    assert int(rows[-1][0]) == 227  # the frames before the cut are all there
+    assert int(rows[-1][0]) == frames - 1  # the frames before the cut are all there
 
 
 def test_a_video_damaged_in_the_middle_goes_on_after_the_damage(tiny_model: Path, shared: Path,

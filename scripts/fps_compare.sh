@@ -6,7 +6,7 @@
 set -euo pipefail
 old_rev=$1
 rounds=${2:-3}
-data=${3:-../shared/data}
+data=$(cd "${3:-../shared/data}" && pwd)
 py=$(command -v python)
 work=$(mktemp -d)
 trap 'git worktree remove --force "$work/old" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
@@ -29,7 +29,7 @@ EOF
 bench() {  # where (old|new), clip, extra options -> fps
   local json=$work/b.json
   if [ "$1" = old ]; then
-    (cd "$work/old" && "$py" -m realtime.cli bench "$2" --json "$json" "${@:3}" >/dev/null 2>&1)
+    (cd "$work/old" && "$py" -m realtime.cli bench "$2" --json "$json" "${@:3}" >/dev/null 2>"$work/err" || cat "$work/err" >&2)
   else
     "$py" -m emocam.cli bench "$2" --json "$json" "${@:3}" >/dev/null 2>&1
   fi

@@ -111,3 +111,29 @@ def test_gated_faces_do_not_move_the_smoother() -> None:
     after = step(0.2, happy, "ok")
     # Unchanged by the gated frame: still purely happy, as if the sad frame had never come.
     assert after.labels[0] == 3 and after.smoothed[0, 3] == pytest.approx(1.0)
+
+
+def test_a_gated_face_in_the_csv_keeps_its_raw_probabilities_and_says_why(tmp_path: Path) -> None:
+    import csv
+
+    from emocam.records import columns, records
+    from emocam.sinks import CsvSink
+    from emocam.sources import Frame
+
+    classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    probs = np.full((2, 7), 1 / 7, np.float32)
+    faces = Faces(np.zeros((2, 4)), np.ones(2), np.zeros((2, 2, 2)), np.array([0, 1]), pose=[[5, 1, 0], [60, 2, 3]],
+                  quality=np.array(["ok", "turned"], object), probs=probs)
+    Smoother().update(faces, 0.0)
+    path = tmp_path / "f.csv"
+    with CsvSink(path, classes) as sink:
+        sink.write(Frame(0, 0.0, np.zeros((4, 4, 3), np.uint8)), faces)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == columns(classes) and {"yaw", "pitch", "roll", "quality"} <= set(rows[0])
+    ok, gated = rows
+    assert ok["quality"] == "ok" and ok["label"] and ok["s_happy"]
+    assert gated["quality"] == "turned" and gated["yaw"] == "60.0"
+    assert gated["label"] == "" and all(gated[f"s_{c}"] == "" for c in classes)
+    assert all(float(gated[f"p_{c}"]) == pytest.approx(1 / 7, abs=1e-4) for c in classes)
+    assert records(Frame(0, 0.0, None), faces, classes)[1]["label"] is None

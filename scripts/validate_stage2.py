@@ -1,0 +1,44 @@
+"""Compare stage-2 recipes on validation faces only: the persons carved out of each target set's train folder and
+the tenth carved out of FER-2013's training faces (FER32), never a split that is reported as a test result.
+
+    python scripts/validate_stage2.py ../shared/data runs/e_base/best.pt runs/e_footage/best.pt ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from emocam.train.data import fer_sets, load_target
+from emocam.train.export import load_checkpoint
+from emocam.train.fit import predict
+from emocam.train.metrics import scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="the data folder (fer2013/, wild/, ckplus48/)")
+    parser.add_argument("checkpoints", type=Path, nargs="+", help="stage-2 best.pt files of the same input size")
+    parser.add_argument("--carve", type=float, default=0.15, help="as the stages were trained with")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    _, contract, _ = load_checkpoint(args.checkpoints[0])
+    pre = contract.pre
+    sets = {"fer2013/carved-val": fer_sets(args.data / "fer2013" / "fer2013.csv.gz", "fer32", pre, seed=args.seed)["val"]}
+    for name in ("wild", "ckplus48"):
+        train, _ = load_target(args.data / name / "train", pre)
+        sets[f"{name}/carved-val"] = train.carve(args.carve, args.seed)[1]
+    for path in args.checkpoints:
+        model, _, _ = load_checkpoint(path)
+        row = {}
+        for name, faces in sets.items():
+            r = scores(faces.labels, predict(model, faces.images, pre, torch.device("cpu")).argmax(1))
+            row[name] = {"accuracy": round(r["accuracy"], 4), "mean_recall": round(r["mean_recall"], 4)}
+        print(json.dumps({"checkpoint": str(path), **row}))
+
+
+if __name__ == "__main__":
+    main()

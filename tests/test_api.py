@@ -126,7 +126,7 @@ def test_every_frame_adds_a_row_for_each_frame_without_a_face(tiny_model: Path, 
 def test_jsonl_on_stdout_is_read_live_and_everything_else_goes_to_stderr(tiny_model: Path, shared: Path,
                                                                          tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "emocam.cli", "--video", shared / "videos" / "WolfgangLanger_Pexels.mp4",
-                             "--model", tiny_model, "--backend", "onnxruntime", "--no-display", "--detector", "both",
+                             "--model", tiny_model, "--backend", "onnxruntime", "--no-display",
                              "--jsonl", "-", "--csv", tmp_path / "f.csv"],
                             stdout=subprocess.PIPE, stderr=open(tmp_path / "stderr.txt", "w"), text=True)
     first = json.loads(proc.stdout.readline())

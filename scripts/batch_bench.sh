@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Files per minute of emocam batch on 16 copies of a clip: one worker, two workers, and Ray on this machine.
-#   usage: scripts/batch_bench.sh [CLIP] [COPIES]   (defaults: ../shared/data/videos/WolfgangLanger_Pexels.mp4 16)
+#   usage: scripts/batch_bench.sh [CLIP] [COPIES]   (defaults: ../shared/data/videos/WolfgangLanger_Pexels.mp4 16;
+#   BIN=.venv/bin, where emocam and ray are)
 # Prints a markdown table; every run starts from an empty --out-dir, with the shipped model.
 set -euo pipefail
 clip=$(realpath "${1:-../shared/data/videos/WolfgangLanger_Pexels.mp4}")
 copies=${2:-16}
-bin=$(dirname "$(realpath "${PYTHON:-.venv/bin/python}")")
+bin=$(cd "${BIN:-.venv/bin}" && pwd)  # emocam and ray from the project's environment
 work=$(mktemp -d)
 ray_pid=
 cleanup() {
@@ -20,7 +21,7 @@ for i in $(seq -w 1 "$copies"); do cp "$clip" "$work/clips/clip$i.mp4"; done
 run() {
     local out=$work/out$RANDOM start end
     start=$(date +%s.%N)
-    "$bin/emocam" batch "$work/clips" --out-dir "$out" "$@" >/dev/null 2>"$work/err" || { cat "$work/err"; exit 1; }
+    "$bin/emocam" batch "$work/clips" --out-dir "$out" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
     end=$(date +%s.%N)
     [ "$(grep -c ',done,' "$out/index.csv")" -eq "$copies" ] || { echo "not every copy is done" >&2; exit 1; }
     echo "$start $end" | awk '{printf "%.1f", $2 - $1}'

@@ -203,6 +203,14 @@ class CsvSink(Sink):
         self.close()
 
 
+def stderr_fd() -> int:
+    """The descriptor behind sys.stderr (2 where it has none, as under a test runner's capture)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return 2
+
+
 class JsonlSink(Sink):
     """The records as JSON lines (one object per face per frame; with ``every_frame`` also one per frame without a
     face), flushed every frame so that another process can read them live. ``-`` is standard output: while the sink
@@ -212,11 +220,12 @@ class JsonlSink(Sink):
         self.classes, self.every_frame = tuple(classes), every_frame
         self._stdout: int | None = None
         if str(path) == "-":
-            # Keep the real stdout for the records and point descriptor 1 at stderr, so that nothing else, not even
-            # a C library's output, lands in the stream.
+            # Keep the real stdout for the records and point descriptor 1 where sys.stderr writes (descriptor 2 may
+            # have been silenced for C libraries), so that nothing else, not even a C library's output, lands in the
+            # stream.
             sys.stdout.flush()
             self._stdout = os.dup(1)
-            os.dup2(2, 1)
+            os.dup2(stderr_fd(), 1)
             self._file: TextIO | None = os.fdopen(os.dup(self._stdout), "w")
             return
         # Written in place, not staged: a reader follows this very file (or FIFO) while the run goes on.
@@ -386,7 +395,8 @@ class ProgressBar(Sink):
 
 class Summary(Sink):
     """Per face: seconds on screen and the share of each emotion (by smoothed label); printed as a table,
-    optionally saved as JSON and as a PNG of each face's smoothed probabilities over time."""
+    optionally saved as JSON and as a PNG of each face's smoothed probabilities over time. Frames in which a face
+    failed the quality gate count apart, as uncertain seconds, and not in its shares."""
 
     def __init__(self, classes: tuple[str, ...], json_path: Path | None = None, plot_path: Path | None = None,
                  out: TextIO | None = None, max_plotted: int = 8) -> None:
@@ -418,11 +428,15 @@ class Summary(Sink):
         for i, track in enumerate(faces.track_ids.tolist()):
             face = self._faces.get(track)
             if face is None:
-                face = self._faces[track] = {"frames": 0, "labels": np.zeros(len(self.classes), np.int64),
+                face = self._faces[track] = {"frames": 0, "uncertain": 0,
+                                             "labels": np.zeros(len(self.classes), np.int64),
                                              "first_s": frame.timestamp_s, "timeline": Timeline(len(self.classes))}
             face["frames"] += 1
-            face["labels"][faces.labels[i]] += 1
             face["last_s"] = frame.timestamp_s
+            if faces.labels[i] < 0:
+                face["uncertain"] += 1
+                continue
+            face["labels"][faces.labels[i]] += 1
             if self.plot_path is not None:
                 face["timeline"].add(frame.timestamp_s, faces.smoothed[i])
 
@@ -435,10 +449,11 @@ class Summary(Sink):
         frame_s = self.frame_s()
         faces = []
         for track, f in self._faces.items():
-            shares = f["labels"] / max(f["frames"], 1)
+            shares = f["labels"] / max(f["labels"].sum(), 1)
             faces.append({"face_id": track, "seconds": round(f["frames"] * frame_s, 3), "frames": f["frames"],
+                          "uncertain_s": round(f["uncertain"] * frame_s, 3), "uncertain_frames": f["uncertain"],
                           "first_s": round(f["first_s"], 3), "last_s": round(f["last_s"], 3),
-                          "dominant": self.classes[int(shares.argmax())],
+                          "dominant": self.classes[int(shares.argmax())] if f["labels"].any() else None,
                           "shares": {c: round(float(s), 4) for c, s in zip(self.classes, shares)}})
         faces.sort(key=lambda f: (-f["frames"], f["face_id"]))
         return {"frames": self._frames, "duration_s": round(self._frames * frame_s, 3), "classes": list(self.classes),
@@ -446,9 +461,9 @@ class Summary(Sink):
 
     def table(self, report: dict) -> str:
         """The report as a short text table."""
-        head = f"{'face':>5} {'seconds':>8}  " + " ".join(f"{c[:8]:>8}" for c in self.classes)
-        rows = [f"{f['face_id']:>5} {f['seconds']:>8.1f}  " + " ".join(f"{f['shares'][c]:>8.0%}" for c in self.classes)
-                for f in report["faces"]]
+        head = f"{'face':>5} {'seconds':>8} {'uncertain':>9}  " + " ".join(f"{c[:8]:>8}" for c in self.classes)
+        rows = [f"{f['face_id']:>5} {f['seconds']:>8.1f} {f['uncertain_s']:>9.1f}  "
+                + " ".join(f"{f['shares'][c]:>8.0%}" for c in self.classes) for f in report["faces"]]
         return "\n".join([f"{report['frames']} frames, {len(rows)} face(s)", head, *rows])
 
     def close(self) -> None:
@@ -543,24 +558,29 @@ class Timeline:
         return mean[:, 0], mean[:, 1:]
 
 
+GATED = (128, 128, 128)  # faces the quality gate does not label
 PALETTE = [(66, 135, 245), (80, 200, 120), (0, 165, 255), (220, 80, 200), (40, 200, 230), (230, 120, 60)]
 
 
 def annotate(image: np.ndarray, faces: Faces, classes: tuple[str, ...], fps: float | None = None) -> np.ndarray:
-    """Draw, in place, each face's box, id, label with confidence and per-class bars, and the fps; returns ``image``."""
+    """Draw, in place, each face's box, id, label with confidence and per-class bars, and the fps; returns ``image``.
+    A face that failed the quality gate is drawn grey, with the reason instead of a label and no bars."""
     font, height, width = cv2.FONT_HERSHEY_SIMPLEX, image.shape[0], image.shape[1]
     probs = faces.smoothed if faces.smoothed is not None else faces.probs
     for i in range(len(faces)):
         x, y, w, h = (int(round(v)) for v in faces.boxes[i].tolist())
         track = int(faces.track_ids[i])
-        colour = PALETTE[track % len(PALETTE)] if track >= 0 else (200, 200, 200)
-        cv2.rectangle(image, (x, y), (x + w, y + h), colour, 2)
+        passed = faces.quality[i] == "ok"
+        colour = GATED if not passed else PALETTE[track % len(PALETTE)] if track >= 0 else (200, 200, 200)
+        cv2.rectangle(image, (x, y), (x + w, y + h), colour, 1 if not passed else 2)
         text = f"#{track}" if track >= 0 else "face"
-        if probs is not None:
+        if not passed:
+            text += f" ({faces.quality[i]})"
+        elif probs is not None:
             k = int(faces.labels[i]) if faces.labels is not None else int(probs[i].argmax())
             text += f" {classes[k]} {probs[i][k]:.0%}"
         cv2.putText(image, text, (x, max(y - 6, 14)), font, 0.55, colour, 2, cv2.LINE_AA)
-        if probs is None:
+        if probs is None or not passed:
             continue
         # Bars beside the box: on the right if they fit, else on the left.
         bar_w, row = 60, 14

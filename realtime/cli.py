@@ -15,7 +15,7 @@ import typer
 from . import USER_ERRORS
 from .backends import BACKENDS, throughput
 from .pipeline import STAGES, Timings
-from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model
+from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model, quiet_native_stderr
 from .sinks import (CsvSink, JsonlSink, ProgressBar, SinkError, Staged, Summary, VideoSink, Window, check_paths,
                     plot_format, video_name)
 from .sources import STREAM_TIMEOUT_S, EndedEarly, open_source
@@ -206,6 +206,7 @@ def main() -> None:
     """Entry point of the ``emocam`` script."""
     # FFmpeg would print its own lines for streams and files it cannot open; we report those ourselves.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    quiet_native_stderr()
     stop_on_signals()
     try:
         code = app(prog_name="emocam", standalone_mode=False)

@@ -48,7 +48,8 @@ class Faces:
             self.track_ids = np.full(n, -1, np.int64)
         self.pose = np.full((n, 3), np.nan, np.float32) if self.pose is None else np.asarray(self.pose, np.float32)
         self.quality = np.full(n, "ok", object) if self.quality is None else np.asarray(self.quality, object)
-        for name in ("scores", "eyes", "track_ids", "pose", "quality", "keypoints", "crops", "probs", "smoothed", "labels"):
+        for name in ("scores", "eyes", "track_ids", "pose", "quality", "keypoints", "crops", "probs", "smoothed",
+                     "labels"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"Faces.{name} has {len(value)} rows, expected {n} (one per box)")
@@ -70,4 +71,5 @@ class Faces:
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
         data = {k: v[keep] if isinstance(v, np.ndarray) and len(v) == len(self) else v for k, v in self.data.items()}
         return Faces(self.boxes[keep], self.scores[keep], self.eyes[keep], self.track_ids[keep], self.pose[keep],
-                     self.quality[keep], pick(self.keypoints), pick(self.crops), pick(self.probs), pick(self.smoothed), pick(self.labels), data)
+                     self.quality[keep], pick(self.keypoints), pick(self.crops), pick(self.probs), pick(self.smoothed),
+                     pick(self.labels), data)

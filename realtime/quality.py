@@ -84,7 +84,8 @@ class FaceMesh:
         scale = self.SIDE / max(self.CONTEXT * max(w, h), 1.0)
         shift = np.array([self.SIDE / 2 - (x + w / 2) * scale, self.SIDE / 2 - (y + h / 2) * scale])
         m = np.array([[scale, 0, shift[0]], [0, scale, shift[1]]])
-        patch = cv2.warpAffine(image, m, (self.SIDE, self.SIDE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        patch = cv2.warpAffine(image, m, (self.SIDE, self.SIDE), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
         if patch.ndim == 2:
             patch = cv2.cvtColor(patch, cv2.COLOR_GRAY2BGR)
         found = self._mesh.process(cv2.cvtColor(patch, cv2.COLOR_BGR2RGB)).multi_face_landmarks

@@ -81,6 +81,17 @@ def quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def quiet_native_stderr() -> None:
+    """From now on, drop what C++ libraries print on file descriptor 2 (mediapipe's and TensorFlow Lite's log
+    lines, which would bury emocam's own one-line messages); Python's ``sys.stderr`` keeps the terminal."""
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+
+
 class Recognizer:
     """Face detector, tracker, emotion model and smoother, loaded once and warmed up.
 

@@ -24,7 +24,8 @@ class Smoother:
     Tracks unseen for ``forget_s`` are dropped; at most ``max_tracks`` are kept.
     """
 
-    def __init__(self, tau_s: float = 0.3, hysteresis: float = 0.1, forget_s: float = 2.0, max_tracks: int = 64) -> None:
+    def __init__(self, tau_s: float = 0.3, hysteresis: float = 0.1, forget_s: float = 2.0,
+                 max_tracks: int = 64) -> None:
         if tau_s < 0 or hysteresis < 0:
             raise ValueError(f"tau_s and hysteresis must be >= 0, got {tau_s} and {hysteresis}")
         self.tau_s = tau_s

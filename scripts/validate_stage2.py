@@ -27,7 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     _, contract, _ = load_checkpoint(args.checkpoints[0])
     pre = contract.pre
-    sets = {"fer2013/carved-val": fer_sets(args.data / "fer2013" / "fer2013.csv.gz", "fer32", pre, seed=args.seed)["val"]}
+    fer = args.data / "fer2013" / "fer2013.csv.gz"
+    sets = {"fer2013/carved-val": fer_sets(fer, "fer32", pre, seed=args.seed)["val"]}
     for name in ("wild", "ckplus48"):
         train, _ = load_target(args.data / name / "train", pre)
         sets[f"{name}/carved-val"] = train.carve(args.carve, args.seed)[1]

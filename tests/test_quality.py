@@ -137,3 +137,23 @@ def test_a_gated_face_in_the_csv_keeps_its_raw_probabilities_and_says_why(tmp_pa
     assert gated["label"] == "" and all(gated[f"s_{c}"] == "" for c in classes)
     assert all(float(gated[f"p_{c}"]) == pytest.approx(1 / 7, abs=1e-4) for c in classes)
     assert records(Frame(0, 0.0, None), faces, classes)[1]["label"] is None
+
+
+def test_the_summary_counts_gated_seconds_apart() -> None:
+    import io
+
+    from emocam.sinks import Summary
+    from emocam.sources import Frame
+
+    classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    summary = Summary(classes, out=io.StringIO())
+    for i in range(10):  # one face, happy for 6 frames, turned away for 4
+        quality = "turned" if i >= 6 else "ok"
+        faces = Faces(np.zeros((1, 4)), np.ones(1), np.zeros((1, 2, 2)), np.array([0]),
+                      quality=np.array([quality], object), probs=np.eye(7, dtype=np.float32)[[3]])
+        Smoother().update(faces, i * 0.1)
+        summary.write(Frame(i, i * 0.1, None), faces)
+    [face] = summary.report()["faces"]
+    assert face["frames"] == 10 and face["uncertain_frames"] == 4
+    assert face["uncertain_s"] == pytest.approx(0.4) and face["seconds"] == pytest.approx(1.0)
+    assert face["shares"]["happy"] == 1.0 and face["dominant"] == "happy"

@@ -62,9 +62,10 @@ def _writable(*paths: Path) -> None:
 
 
 def _stage(**kw):
+    """A stage's config; a value it refuses (an unknown framing, a share out of range) is a one-line error."""
     from .fit import StageConfig
 
-    return StageConfig(**kw)
+    return _run(lambda: StageConfig(**kw))
 
 
 def _run(action):
@@ -118,16 +119,17 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fer
             out: Out = Path("runs/cascade"), arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
             epochs1: Epochs = 20, lr1: Lr = 1e-3, epochs2: Epochs = 20, lr2: Lr = 1e-3, step: Step = 10,
             batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
-            erase: Erase = 0.0,
-            footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own", limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
-            threads: Threads = None, export: Export = True) -> None:
-    """The cascade: ImageNet -> FER-2013 (FER32) -> target set, then export."""
+            erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
+            rehearse: Rehearse = 0, limit: Limit = None, seed: Seed = 0, resume: Resume = False,
+            device: Device = "auto", threads: Threads = None, export: Export = True) -> None:
+    """The cascade: ImageNet -> FER-2013 (FER32) -> target sets, then export."""
     common = dict(arch=arch, size=size, batch=batch, momentum=momentum, weight_decay=weight_decay, step=step,
-                  balance=balance, erase=erase, footage=footage, carve=carve, fer_framing=fer_framing, seed=seed, device=device,
-                  threads=threads, fer=fer, target=tuple(target or ()))
+                  balance=balance, erase=erase, footage=footage, carve=carve, fer_framing=fer_framing, seed=seed,
+                  device=device, threads=threads, fer=fer, target=tuple(target or ()))
     s1 = _stage(out=out / "stage1", data="fer32", ferplus=ferplus, ferplus_majority=ferplus_majority, init="imagenet",
                 weights=weights, epochs=epochs1, lr=lr1, limit=limit, **common)
-    s2 = _stage(out=out / "stage2", data="target", init="stage1", epochs=epochs2, lr=lr2, select="acc", **common)
+    s2 = _stage(out=out / "stage2", data="target", init="stage1", epochs=epochs2, lr=lr2, select="acc",
+                rehearse=rehearse, **common)
     from .fit import cascade as run_cascade
 
     for folder in target or ():  # stage 2 reads them: say so before stage 1 makes its folder
@@ -161,15 +163,13 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "
 @app.command()
 def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
              out: Out = Path("runs/combined"), arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
-             epochs: Epochs = 20,
-             lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
-             weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0,
-            footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own", limit: Limit = None,
-             seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None,
+             epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
+             weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0, footage: Footage = 0.0,
+             carve: Carve = 0.15, fer_framing: FerFraming = "own", limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None,
              export: Export = False) -> None:
     """ImageNet -> FER32 and the target set's train split together, in one stage."""
-    cfg = _stage(out=out, data="combined", fer=fer, target=tuple(target or ()), ferplus=ferplus, ferplus_majority=ferplus_majority,
-                 arch=arch, size=size, init="imagenet", weights=weights, epochs=epochs, lr=lr, step=step, batch=batch,
+    cfg = _stage(out=out, data="combined", fer=fer, target=tuple(target or ()), ferplus=ferplus,
+                 ferplus_majority=ferplus_majority, arch=arch, size=size, init="imagenet", weights=weights, epochs=epochs, lr=lr, step=step, batch=batch,
                  momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed,
                  device=device, threads=threads, footage=footage, carve=carve, fer_framing=fer_framing)
     from .fit import run_stage
@@ -181,17 +181,14 @@ def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fe
 
 @app.command()
 def fer(fer: Fer = None, ferplus: FerPlus = None, ferplus_majority: Majority = False, target: Target = None,
-        out: Out = Path("runs/fer"), variant: str = "fer32",
-        arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
-        init: Init = "imagenet",
-        epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
-        weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0,
-            footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own", limit: Limit = None, seed: Seed = 0,
-        resume: Resume = False, device: Device = "auto", threads: Threads = None, export: Export = False) -> None:
+        out: Out = Path("runs/fer"), variant: str = "fer32", arch: Arch = "mobilenet_v2", size: Size = None,
+        weights: Weights = None, init: Init = "imagenet", epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10,
+        batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
+        erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
+        limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None, export: Export = False) -> None:
     """FER-2013 only (FER28 or FER32), from ImageNet or a checkpoint; with --target also scored on the target set."""
     cfg = _stage(out=out, data=variant, fer=fer, ferplus=ferplus, ferplus_majority=ferplus_majority,
-                 target=tuple(target or ()),
-                 arch=arch, size=size, init=init, weights=weights, epochs=epochs, lr=lr, step=step, batch=batch,
+                 target=tuple(target or ()), arch=arch, size=size, init=init, weights=weights, epochs=epochs, lr=lr, step=step, batch=batch,
                  momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed,
                  device=device, threads=threads, footage=footage, carve=carve, fer_framing=fer_framing)
     from .fit import run_stage
@@ -224,7 +221,8 @@ def measure(fer: Fer = None,
             faces: Annotated[int, typer.Option(help="FER-2013 Training faces to sample")] = 1500, seed: Seed = 0,
             out: Annotated[Path, typer.Option(help="JSON to write")] = Path("docs/results/framing.json")) -> None:
     """FER-2013's framing (crop margins around the eyes), the head poses of its training faces and the keypoint-pose
-    constants, as the live detector and landmarks see them: where CropSpec's and the quality gate's defaults come from."""
+    constants, as the live detector and landmarks see them: where CropSpec's and the quality gate's defaults come
+    from."""
     from .framing import measure_fer
 
     if fer is None:
@@ -270,6 +268,9 @@ def engine(onnx: Annotated[Path, typer.Argument(help="exported ONNX model")],
 
 def main() -> None:
     """Entry point of the ``emotrain`` script: usage errors, too, are one line."""
+    from emocam.recognizer import quiet_native_stderr
+
+    quiet_native_stderr()
     try:
         code = app(prog_name="emotrain", standalone_mode=False)
     except typer.TyperException as e:  # bad or missing options and arguments (no arguments: the help, printed)

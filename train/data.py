@@ -9,7 +9,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -213,7 +213,8 @@ def live_fer_crops(fer: Path, images: np.ndarray, pre: Preprocess) -> np.ndarray
     from .framing import live_crops
 
     stat = Path(fer).stat()
-    cached = cache_dir() / f"fer-live-{_file_key(str(Path(fer).resolve()), stat.st_size, stat.st_mtime, pre.to_dict())}.npy"
+    key = _file_key(str(Path(fer).resolve()), stat.st_size, stat.st_mtime, pre.to_dict())
+    cached = cache_dir() / f"fer-live-{key}.npy"
     if cached.is_file():
         return np.load(cached)
     crops = live_crops(images, pre)
@@ -257,10 +258,11 @@ def read_fer_folders(root: Path, pre: Preprocess) -> dict[str, FaceSet]:
 
 @dataclass
 class TargetReport:
-    """How a target folder went through the detector: how many images, and which had no face."""
+    """How a target folder went through the detector: how many images, which had no face, which could not be read."""
 
     images: int
     no_face: list[str]
+    unreadable: list[str] = field(default_factory=list)
 
 
 # A labelled still holds one face, so the detector may be less strict than on video, where a false face
@@ -283,19 +285,25 @@ def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tu
 
     root = Path(root)
     files = _image_files(root)
-    key = _file_key(str(root.resolve()), [(str(f), f.stat().st_size, f.stat().st_mtime) for _, f in files],
-                    pre.to_dict(), detector_range, TARGET_MIN_SCORE, "landmarks-gate-v1")
+    stamps = [(str(f), f.stat().st_size, f.stat().st_mtime) if f.exists() else (str(f),) for _, f in files]
+    key = _file_key(str(root.resolve()), stamps,
+                    pre.to_dict(), detector_range, TARGET_MIN_SCORE, "landmarks-gate-v2")
     cached = cache_dir() / f"target-{key}.npz"
     name = f"{root.parent.name}/{root.name}"
     if cached.is_file():
         with np.load(cached) as z:
-            report = TargetReport(int(z["n_images"]), [str(s) for s in z["no_face"]])
+            report = TargetReport(int(z["n_images"]), [str(s) for s in z["no_face"]],
+                                  [str(s) for s in z["unreadable"]])
             return FaceSet(z["images"], z["labels"], name, None, z["groups"], z["passed"]), report
-    crops, labels, groups, passed, no_face = [], [], [], [], []
+    crops, labels, groups, passed, no_face, unreadable = [], [], [], [], [], []
     gate, landmarker = Gate(), Landmarker()
     with FaceDetector(range=detector_range, min_score=TARGET_MIN_SCORE) as detect:
         for label, f in files:
-            image = enlarge(_read_image(f))
+            try:
+                image = enlarge(_read_image(f))
+            except DataError:  # one corrupt file or broken link is named, and the others still count
+                unreadable.append(str(f.relative_to(root)))
+                continue
             faces = gate(landmarker(image, detect(image)))  # what the live pipeline does to every frame
             if len(faces) == 0:
                 no_face.append(str(f.relative_to(root)))
@@ -310,12 +318,15 @@ def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tu
         raise DataError(f"{root}: no face found in any of its {len(files)} images")
     out = FaceSet(np.stack(crops), np.array(labels, np.int64), name, None, np.array(groups), np.array(passed))
     np.savez(cached, images=out.images, labels=out.labels, groups=out.groups, passed=out.passed,
-             n_images=len(files), no_face=np.array(no_face, dtype=str))
-    return out, TargetReport(len(files), no_face)
+             n_images=len(files), no_face=np.array(no_face, dtype=str), unreadable=np.array(unreadable, dtype=str))
+    return out, TargetReport(len(files), no_face, unreadable)
 
 
 def describe(report: TargetReport, root: Path, out=sys.stderr) -> None:
-    """Print how many images of a target folder had no face."""
+    """Print how many images of a target folder had no face or could not be read."""
+    if report.unreadable:
+        print(f"{root}: {len(report.unreadable)} of {report.images} images cannot be read (left out): "
+              f"{', '.join(report.unreadable[:5])}{' ...' if len(report.unreadable) > 5 else ''}", file=out)
     if report.no_face:
         print(f"{root}: no face found in {len(report.no_face)} of {report.images} images (left out): "
               f"{', '.join(report.no_face[:5])}{' ...' if len(report.no_face) > 5 else ''}", file=out)

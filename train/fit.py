@@ -269,7 +269,8 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
     # Class balancing: sample each face with probability inversely proportional to its class's size.
     sample_weights = torch.from_numpy((1.0 / np.maximum(counts, 1))[splits.train.labels]) if cfg.balance else None
     train = splits.train if splits.rehearsal is None else FaceSet.concat([splits.train, splits.rehearsal], "train")
-    targets = torch.from_numpy(train.soft if train.soft is not None else np.eye(len(CLASSES), dtype=np.float32)[train.labels])
+    onehot = np.eye(len(CLASSES), dtype=np.float32)
+    targets = torch.from_numpy(train.soft if train.soft is not None else onehot[train.labels])
     gen = torch.Generator().manual_seed(cfg.seed)
     print(f"{cfg.data}: train {len(train)} {train.counts()}, val {len(splits.val)} on {device}; {origin}")
 

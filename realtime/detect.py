@@ -32,15 +32,20 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 MIN_SIDE = 192
 
 
+def enlargement(shape: tuple[int, ...], side: int = MIN_SIDE) -> tuple[float, int]:
+    """How ``enlarge`` maps an image of this shape: (scale, border), a point p going to p * scale + border."""
+    h, w = shape[:2]
+    return (1.0, 0) if min(h, w) >= side else (side / min(h, w), side // 4)
+
+
 def enlarge(image: np.ndarray, side: int = MIN_SIDE) -> np.ndarray:
     """An image smaller than ``side`` pixels upsampled (bilinear) to it, with a replicated border of a quarter of it
     around, so that a tight face crop still looks like a face in a frame to the detector; larger ones as they are."""
-    h, w = image.shape[:2]
-    if min(h, w) >= side:
+    scale, pad = enlargement(image.shape, side)
+    if pad == 0:
         return image
-    scale = side / min(h, w)
+    h, w = image.shape[:2]
     big = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
-    pad = side // 4
     return cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
 
 

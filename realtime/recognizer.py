@@ -116,6 +116,7 @@ class Recognizer:
         with quiet_stderr():
             face_detector = self._stack.enter_context(FaceDetector(detector, min_score))
             self.pipeline = Pipeline(face_detector, engine, Tracker(), Smoother(tau_s=tau, hysteresis=hysteresis))
+            self._stack.callback(self.pipeline.landmarker.close)
             self.pipeline.warmup()
 
     @property
@@ -166,7 +167,7 @@ class Recognizer:
             return dataframe(iter_dicts(self.stream(src), self.classes, every_frame), self.classes)
 
     def close(self) -> None:
-        """Release the face detector."""
+        """Release the face detector and Face Mesh."""
         self._stack.close()
 
     def __enter__(self) -> "Recognizer":

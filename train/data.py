@@ -323,10 +323,9 @@ def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tu
 
 
 def describe(report: TargetReport, root: Path, out=sys.stderr) -> None:
-    """Print how many images of a target folder had no face or could not be read."""
-    if report.unreadable:
-        print(f"{root}: {len(report.unreadable)} of {report.images} images cannot be read (left out): "
-              f"{', '.join(report.unreadable[:5])}{' ...' if len(report.unreadable) > 5 else ''}", file=out)
-    if report.no_face:
-        print(f"{root}: no face found in {len(report.no_face)} of {report.images} images (left out): "
-              f"{', '.join(report.no_face[:5])}{' ...' if len(report.no_face) > 5 else ''}", file=out)
+    """Print how many images of a target folder could not be read or had no face, and the first few of each."""
+    for says, names in (("{n} of {m} images cannot be read", report.unreadable),
+                        ("no face found in {n} of {m} images", report.no_face)):
+        if names:
+            print(f"{root}: {says.format(n=len(names), m=report.images)} (left out): "
+                  f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}", file=out)

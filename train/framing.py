@@ -12,19 +12,20 @@ from __future__ import annotations
 import numpy as np
 
 from emocam.align import CropSpec, Preprocess, crop_face
-from emocam.detect import MIN_SIDE, FaceDetector, enlarge
+from emocam.detect import FaceDetector, enlarge, enlargement
 from emocam.quality import FaceMesh, Landmarker, keypoint_pose
 
 FER_SIDE = 48
+SCALE, BORDER = enlargement((FER_SIDE, FER_SIDE))  # how ``enlarge`` maps a 48 px face for the detector
 
 
 def _to_fer(points: np.ndarray) -> np.ndarray:
     """Points in an enlarged FER-2013 face (``enlarge``) -> its 48 px coordinates."""
-    return (points - MIN_SIDE // 4) * FER_SIDE / MIN_SIDE
+    return (points - BORDER) / SCALE
 
 
 def _from_fer(points: np.ndarray) -> np.ndarray:
-    return np.asarray(points) * MIN_SIDE / FER_SIDE + MIN_SIDE // 4
+    return np.asarray(points) * SCALE + BORDER
 
 
 def locate(images: np.ndarray, with_mesh: bool = False) -> dict[str, np.ndarray]:

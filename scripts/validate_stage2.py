@@ -1,5 +1,6 @@
 """Compare stage-2 recipes on validation faces only: the persons carved out of each target set's train folder and
-the tenth carved out of FER-2013's training faces (FER32), never a split that is reported as a test result.
+the tenth carved out of FER-2013's training faces (FER32), never a split that is reported as a test result. FER-2013's
+faces are scored twice: as FER-2013 frames them, and re-cropped by the live side (``--fer-framing live``).
 
     python scripts/validate_stage2.py ../shared/data runs/e_base/best.pt runs/e_footage/best.pt ...
 """
@@ -28,7 +29,8 @@ def main() -> None:
     _, contract, _ = load_checkpoint(args.checkpoints[0])
     pre = contract.pre
     fer = args.data / "fer2013" / "fer2013.csv.gz"
-    sets = {"fer2013/carved-val": fer_sets(fer, "fer32", pre, seed=args.seed)["val"]}
+    sets = {f"fer2013/carved-val ({framing} framing)": fer_sets(fer, "fer32", pre, framing=framing, seed=args.seed)["val"]
+            for framing in ("own", "live")}
     for name in ("wild", "ckplus48"):
         train, _ = load_target(args.data / name / "train", pre)
         sets[f"{name}/carved-val"] = train.carve(args.carve, args.seed)[1]

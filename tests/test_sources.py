@@ -1,15 +1,23 @@
-"""Sources: every frame of a file with container timestamps, newest-frame-only live reading, one-line errors."""
+"""Sources: every frame of a file with container timestamps, newest-frame-only live reading, streams that stay live
+when they decode slower than they arrive, one-line errors."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
-from emocam.sources import SourceError, open_source
+from emocam.sources import LiveStream, SourceError, open_source
+
+# The stream-lag benchmark's clip maker and loopback live server, shared with the tests below.
+_spec = importlib.util.spec_from_file_location("stream_lag", Path(__file__).parents[1] / "scripts" / "stream_lag.py")
+stream_lag = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stream_lag)
 
 
 def test_a_file_gives_every_frame_with_its_timestamp(shared: Path) -> None:
@@ -63,3 +71,79 @@ def test_a_file_that_is_not_a_video(tmp_path: Path) -> None:
         open_source(fake)
     with pytest.raises(SourceError, match="is not a file"):
         open_source(tmp_path)
+
+
+# --- live streams --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def live_clip(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's faces as a 2 s H.264 clip, 320x180 at 30 fps with a key frame every half second."""
+    return stream_lag.make_clip(tmp_path_factory.mktemp("stream") / "live.mp4", 320, 180, 30, 2.0, 15, source=clip)
+
+
+class SlowDecoder(LiveStream):
+    """A stream reader whose decoder takes 0.1 s more for each packet: a 30 fps stream arrives three times faster
+    than it decodes, as a 4K stream does on a small machine."""
+
+    def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
+        time.sleep(0.1)
+        return super()._decode(packet)
+
+
+def read_lags(source, started: list[float], seconds: float) -> list[tuple[float, float]]:
+    """(seconds read, lag) for each frame taken within ``seconds``: the lag is the server's wall time since it began
+    sending minus the frame's stream time."""
+    got, t0 = [], time.monotonic()
+    for frame in source:
+        now = time.monotonic()
+        got.append((now - t0, now - started[-1] - frame.stream_s))
+        if now - t0 >= seconds:
+            return got
+    raise AssertionError("the stream ended")
+
+
+def test_a_stream_is_read_at_its_live_edge(live_clip: Path) -> None:
+    with stream_lag.LoopServer(live_clip) as server, open_source(server.url) as source:
+        assert source.live and source.fps == 30.0
+        frame = next(iter(source))
+        assert frame.image.shape == (180, 320, 3) and frame.image.dtype == np.uint8
+        lags = read_lags(source, server.started, 2.0)
+    assert len(lags) > 30 and max(lag for _, lag in lags) < 0.5  # the stream loops past its 2 s without a seam
+    assert source.dropped == 0 and source.decode_s > 0
+
+
+def test_a_stream_that_decodes_slower_than_it_arrives_stays_live(live_clip: Path, capsys) -> None:
+    with stream_lag.LoopServer(live_clip) as server, SlowDecoder(server.url) as source:
+        lags = read_lags(source, server.started, 4.0)
+    assert max(lag for t, lag in lags if t > 0.5) < 1.0
+    assert source.dropped > 30  # skipped undecoded to the next key frame
+    told = [line for line in capsys.readouterr().err.splitlines() if "frames are dropped" in line]
+    assert len(told) == 1 and told[0].startswith(f"emocam: stream {server.url} decodes slower than it arrives")
+
+
+def test_without_skipping_a_slow_stream_falls_further_and_further_behind(live_clip: Path) -> None:
+    # The case above with skipping turned off, as OpenCV's grabber read every frame: the lag only grows.
+    with stream_lag.LoopServer(live_clip) as server, SlowDecoder(server.url, max_lag_s=None) as source:
+        lags = read_lags(source, server.started, 3.0)
+    assert lags[-1][1] > 1.5 and lags[-1][1] > lags[0][1] + 1.0 and source.dropped == 0
+
+
+def test_a_stream_that_goes_quiet_is_given_up_after_the_timeout(live_clip: Path) -> None:
+    with stream_lag.LoopServer(live_clip, quiet_after_s=1.5) as server, open_source(server.url, timeout_s=1.0) as source:
+        frames = 0
+        with pytest.raises(SourceError, match=f"stream {server.url} sent no frame for 1 s"):
+            for _ in source:
+                frames += 1
+        quiet_for = time.monotonic() - server.started[-1] - 1.5
+    assert frames > 10 and quiet_for < 3.0
+
+
+def test_a_stream_whose_server_goes_away_says_so_at_once(live_clip: Path) -> None:
+    server = stream_lag.LoopServer(live_clip)
+    with open_source(server.url) as source:
+        with pytest.raises(SourceError, match=f"stream {server.url} disconnected"):
+            for frame in source:
+                if frame.timestamp_s > 0.5 and server.started:
+                    server.close()
+                    closed = time.monotonic()
+        assert time.monotonic() - closed < 1.0

@@ -3,6 +3,9 @@ the tenth carved out of FER-2013's training faces (FER32), never a split that is
 faces are scored twice: as FER-2013 frames them, and re-cropped by the live side (``--fer-framing live``).
 
     python scripts/validate_stage2.py ../shared/data runs/e_base/best.pt runs/e_footage/best.pt ...
+
+A model given as ``a/best.pt+b/best.pt`` is the ensemble of the two; ``--mirror`` scores each model with the mirror
+average, as ``emotrain export --mirror`` makes it.
 """
 
 from __future__ import annotations
@@ -14,19 +17,20 @@ from pathlib import Path
 import torch
 
 from emocam.train.data import fer_sets, load_target
-from emocam.train.export import load_checkpoint
-from emocam.train.fit import predict
+from emocam.train.export import load_checkpoint, load_network
+from emocam.train.fit import to_input
 from emocam.train.metrics import scores
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="the data folder (fer2013/, wild/, ckplus48/)")
-    parser.add_argument("checkpoints", type=Path, nargs="+", help="stage-2 best.pt files of the same input size")
+    parser.add_argument("checkpoints", nargs="+", help="stage-2 best.pt files of the same input size; a+b: an ensemble")
+    parser.add_argument("--mirror", action="store_true", help="average each face with its mirror image")
     parser.add_argument("--carve", type=float, default=0.15, help="as the stages were trained with")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    _, contract, _ = load_checkpoint(args.checkpoints[0])
+    _, contract, _ = load_checkpoint(Path(args.checkpoints[0].split("+")[0]))
     pre = contract.pre
     fer = args.data / "fer2013" / "fer2013.csv.gz"
     sets = {f"fer2013/carved-val ({framing} framing)": fer_sets(fer, "fer32", pre, framing=framing, seed=args.seed)["val"]
@@ -34,13 +38,16 @@ def main() -> None:
     for name in ("wild", "ckplus48"):
         train, _ = load_target(args.data / name / "train", pre)
         sets[f"{name}/carved-val"] = train.carve(args.carve, args.seed)[1]
-    for path in args.checkpoints:
-        model, _, _ = load_checkpoint(path)
+    for spec in args.checkpoints:
+        net, _, _ = load_network([Path(p) for p in spec.split("+")], args.mirror)
         row = {}
         for name, faces in sets.items():
-            r = scores(faces.labels, predict(model, faces.images, pre, torch.device("cpu")).argmax(1))
+            with torch.no_grad():
+                probs = torch.cat([net(to_input(faces.images[i:i + 256], pre, torch.device("cpu")))
+                                   for i in range(0, len(faces.images), 256)])
+            r = scores(faces.labels, probs.argmax(1).numpy())
             row[name] = {"accuracy": round(r["accuracy"], 4), "mean_recall": round(r["mean_recall"], 4)}
-        print(json.dumps({"checkpoint": str(path), **row}))
+        print(json.dumps({"model": spec, "mirror": args.mirror, **row}))
 
 
 if __name__ == "__main__":

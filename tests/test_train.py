@@ -293,28 +293,35 @@ def test_rehearsal_brings_fer_faces_into_the_target_stage(fer_csv, small_target,
     assert set(mixed.tests) == {"fer2013/PrivateTest", f"{small_target.name}/val"}
 
 
-def test_stage_options_reach_the_run(fer_csv, small_target, tmp_path):
-    """--init, --target (twice), --footage, --carve, --fer-framing and --rehearse, as the checkpoint records them."""
+def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
+    """--arch, --init (whose architecture the next stage takes by default), --target (twice), --footage, --carve,
+    --fer-framing, --rehearse and --ferplus, as the checkpoint records them."""
     first = _emotrain("fer", "--fer", str(fer_csv), "--variant", "fer28", "--limit", "64", "--epochs", "1",
-                      "--batch", "32", "--out", str(tmp_path / "s1"))
+                      "--batch", "32", "--arch", "mobilenet_v2_x2", "--out", str(tmp_path / "s1"))
     assert first.returncode == 0, first.stderr
     second = small_target.parent / "second"
     if not second.exists():
         shutil.copytree(small_target, second)
     result = _emotrain("single", "--init", str(tmp_path / "s1" / "best.pt"), "--target", str(small_target),
                        "--target", str(second), "--fer", str(fer_csv), "--rehearse", "16", "--footage", "0.25",
-                       "--carve", "0.3", "--fer-framing", "own", "--epochs", "1", "--batch", "32",
-                       "--out", str(tmp_path / "s2"))
+                       "--carve", "0.3", "--fer-framing", "own", "--ferplus", str(shared / "ferplus" / "fer2013new.csv"),
+                       "--ferplus-majority", "--epochs", "1", "--batch", "32", "--out", str(tmp_path / "s2"))
     assert result.returncode == 0, result.stderr
     ckpt = torch.load(tmp_path / "s2" / "best.pt", weights_only=False)
     config = ckpt["config"]
+    assert config["arch"] == "mobilenet_v2_x2" and json.loads(ckpt["contract"])["preprocess"]["size"] == 48
     assert config["target"] == [str(small_target), str(second)]
     assert (config["footage"], config["carve"], config["rehearse"], config["fer_framing"]) == (0.25, 0.3, 16, "own")
+    assert config["ferplus"].endswith("fer2013new.csv") and config["ferplus_majority"]
     assert ckpt["origin"]["init"] == str(tmp_path / "s1" / "best.pt")
     report = json.loads((tmp_path / "s2" / "report.json").read_text())
     assert {f"{small_target.name}/val", "second/val", "fer2013/PrivateTest"} == set(report["tests"])
     bad = _emotrain("single", "--target", str(small_target), "--fer-framing", "cropped", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "choose one of own, live" in bad.stderr
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    bad = _emotrain("single", "--target", str(small_target), "--init", str(tmp_path / "notes.txt"), "--out",
+                    str(tmp_path / "x"))
+    assert bad.returncode == 2 and "notes.txt is not an emotrain checkpoint" in bad.stderr
 
 
 def test_measure_writes_fer_framing_pose_range_and_constants(fer_csv, tmp_path):

@@ -27,8 +27,9 @@ FerFraming = Annotated[str, typer.Option(help="FER-2013 faces as they are (own) 
 Footage = Annotated[float, typer.Option(help="share of training faces made to look like video: downscaled, blurred, "
                                              "relit")]
 Out = Annotated[Path, typer.Option(help="run folder for checkpoints, reports and the exported model")]
-Arch = Annotated[str, typer.Option(help="mobilenet_v2, efficientnet_lite0, their _x2 forms (which upsample the input "
-                                         "2x inside), alexnet or vgg_m")]
+Arch = Annotated[Optional[str], typer.Option(help="mobilenet_v2, efficientnet_lite0, their _x2 forms (which upsample "
+                                                   "the input 2x inside), alexnet or vgg_m (default: the --init "
+                                                   "checkpoint's, else mobilenet_v2)")]
 Size = Annotated[Optional[int], typer.Option(help="input side in pixels (default: the architecture's)")]
 Weights = Annotated[Optional[Path], typer.Option(help="ImageNet state dict to use instead of torchvision's")]
 Epochs = Annotated[int, typer.Option(min=1, help="epochs")]
@@ -116,7 +117,7 @@ def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, m
 
 @app.command()
 def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
-            out: Out = Path("runs/cascade"), arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
+            out: Out = Path("runs/cascade"), arch: Arch = None, size: Size = None, weights: Weights = None,
             epochs1: Epochs = 20, lr1: Lr = 1e-3, epochs2: Epochs = 20, lr2: Lr = 1e-3, step: Step = 10,
             batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
             erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
@@ -141,15 +142,18 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fer
 
 
 @app.command()
-def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "mobilenet_v2", size: Size = None,
+def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = None, size: Size = None,
            weights: Weights = None, init: Init = "imagenet", epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10,
            batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
            erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
            rehearse: Rehearse = 0, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
-           threads: Threads = None, fer: Fer = None, export: Export = False) -> None:
+           threads: Threads = None, fer: Fer = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
+           export: Export = False) -> None:
     """One stage on the target sets: from ImageNet (the paper's single scheme), or with --init from an earlier
-    stage's checkpoint (the cascade's stage 2 alone); with --fer it is also scored on FER-2013 PrivateTest."""
-    cfg = _stage(out=out, data="target", target=tuple(target or ()), fer=fer, arch=arch, size=size, init=init,
+    stage's checkpoint (the cascade's stage 2 alone); with --fer it is also scored on FER-2013 PrivateTest, and
+    the faces --rehearse draws take FER+'s labels with --ferplus."""
+    cfg = _stage(out=out, data="target", target=tuple(target or ()), fer=fer, ferplus=ferplus,
+                 ferplus_majority=ferplus_majority, arch=arch, size=size, init=init,
                  weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
                  weight_decay=weight_decay, balance=balance, erase=erase, footage=footage, carve=carve,
                  fer_framing=fer_framing, rehearse=rehearse, seed=seed, device=device, threads=threads)
@@ -162,7 +166,7 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = "
 
 @app.command()
 def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
-             out: Out = Path("runs/combined"), arch: Arch = "mobilenet_v2", size: Size = None, weights: Weights = None,
+             out: Out = Path("runs/combined"), arch: Arch = None, size: Size = None, weights: Weights = None,
              epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
              weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0, footage: Footage = 0.0,
              carve: Carve = 0.15, fer_framing: FerFraming = "own", limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None,
@@ -181,7 +185,7 @@ def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fe
 
 @app.command()
 def fer(fer: Fer = None, ferplus: FerPlus = None, ferplus_majority: Majority = False, target: Target = None,
-        out: Out = Path("runs/fer"), variant: str = "fer32", arch: Arch = "mobilenet_v2", size: Size = None,
+        out: Out = Path("runs/fer"), variant: str = "fer32", arch: Arch = None, size: Size = None,
         weights: Weights = None, init: Init = "imagenet", epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10,
         batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
         erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",

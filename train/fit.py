@@ -28,7 +28,8 @@ FER_FRAMINGS = ("own", "live")
 
 @dataclass(frozen=True)
 class StageConfig:
-    """Everything that defines one training stage. ``init`` is 'imagenet', 'scratch' or a checkpoint path."""
+    """Everything that defines one training stage. ``init`` is 'imagenet', 'scratch' or a checkpoint path; ``arch``
+    None is the checkpoint's architecture and input size where ``init`` is one, else MobileNetV2."""
 
     out: Path
     data: str = "fer32"
@@ -38,7 +39,7 @@ class StageConfig:
     fer_framing: str = "own"
     ferplus: Path | None = None
     ferplus_majority: bool = False
-    arch: str = "mobilenet_v2"
+    arch: str | None = None
     size: int | None = None
     init: str = "imagenet"
     weights: Path | None = None
@@ -72,6 +73,10 @@ class StageConfig:
             raise ValueError(f"unknown data '{self.data}'; choose one of {', '.join(DATA_KINDS)}")
         if self.select not in ("acc", "recall"):
             raise ValueError(f"unknown selection metric '{self.select}'; choose acc or recall")
+        if self.arch is None:
+            start = _checkpoint_config(self.init) if self.init not in ("imagenet", "scratch", "stage1") else {}
+            object.__setattr__(self, "arch", start.get("arch", "mobilenet_v2"))
+            object.__setattr__(self, "size", self.size or start.get("size"))
 
     def preprocess(self) -> Preprocess:
         return input_preprocess(self.arch, self.size)
@@ -227,6 +232,16 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def _checkpoint_config(path: str) -> dict:
+    """The stage config a checkpoint was trained with (ValueError for a file that is not a checkpoint)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)["config"]
+    except FileNotFoundError:
+        raise ValueError(f"--init: checkpoint not found: {path}") from None
+    except Exception:  # unpickling, zip and key errors of several types for other files
+        raise ValueError(f"--init: {path} is not an emotrain checkpoint (a stage's best.pt or last.pt)") from None
 
 
 def _initial_model(cfg: StageConfig) -> tuple[torch.nn.Module, dict]:

@@ -1,6 +1,9 @@
 """Compare stage-2 recipes on validation faces only: the persons carved out of each target set's train folder and
-the tenth carved out of FER-2013's training faces (FER32), never a split that is reported as a test result. FER-2013's
-faces are scored twice: as FER-2013 frames them, and re-cropped by the live side (``--fer-framing live``).
+the tenth carved out of FER-2013's training faces (FER32), never a split that is reported as a test result.
+
+Of FER-2013's carved faces only those from PublicTest are scored: a first stage on FER28 trained on all of Training,
+so the carved Training faces were seen, while the PublicTest ones were seen by no stage (rehearsal leaves the carved
+faces out). They are scored twice: as FER-2013 frames them, and re-cropped by the live side (``--fer-framing live``).
 
     python scripts/validate_stage2.py ../shared/data runs/e_base/best.pt runs/e_footage/best.pt ...
 
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from emocam.train.data import fer_sets, load_target
+from emocam.train.data import fer_sets, load_target, read_fer_csv
 from emocam.train.export import load_checkpoint, load_network
 from emocam.train.fit import to_input
 from emocam.train.metrics import scores
@@ -33,8 +36,12 @@ def main() -> None:
     _, contract, _ = load_checkpoint(Path(args.checkpoints[0].split("+")[0]))
     pre = contract.pre
     fer = args.data / "fer2013" / "fer2013.csv.gz"
-    sets = {f"fer2013/carved-val ({framing} framing)": fer_sets(fer, "fer32", pre, framing=framing, seed=args.seed)["val"]
-            for framing in ("own", "live")}
+    usage = read_fer_csv(fer)[2]
+    sets = {}
+    for framing in ("own", "live"):
+        carved = fer_sets(fer, "fer32", pre, framing=framing, seed=args.seed)["val"]
+        unseen = usage[carved.groups.astype(int)] == 1  # groups: the faces' rows in the csv
+        sets[f"fer2013/carved-val PublicTest ({framing} framing)"] = carved.subset(unseen)
     for name in ("wild", "ckplus48"):
         train, _ = load_target(args.data / name / "train", pre)
         sets[f"{name}/carved-val"] = train.carve(args.carve, args.seed)[1]

@@ -20,7 +20,8 @@ CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 DATA = Path(os.environ.get("EMOCAM_DATA", Path(__file__).parents[1].parent / "shared" / "data"))
 FP32, FP16 = 1e-4, 5e-3
 SHIPPED = Path(__file__).parents[1] / "engines"
-ARCH = read_contract(SHIPPED / "emocam.onnx").info["arch"]
+# The shipped model's (first) network; an ensemble's contract names its networks' architectures joined by "+".
+ARCH = read_contract(SHIPPED / "emocam.onnx").info["arch"].split("+")[0]
 
 
 @pytest.fixture(scope="module")

@@ -318,6 +318,10 @@ def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     assert {f"{small_target.name}/val", "second/val", "fer2013/PrivateTest"} == set(report["tests"])
     bad = _emotrain("single", "--target", str(small_target), "--fer-framing", "cropped", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "choose one of own, live" in bad.stderr
+    bad = _emotrain("single", "--target", str(small_target), "--init", str(tmp_path / "s1" / "best.pt"), "--arch",
+                    "efficientnet_lite0", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "mobilenet_v2_x2 weights do not fit --arch efficientnet_lite0" in bad.stderr
+    assert not (tmp_path / "x").exists()
     (tmp_path / "notes.txt").write_text("not a checkpoint")
     bad = _emotrain("single", "--target", str(small_target), "--init", str(tmp_path / "notes.txt"), "--out",
                     str(tmp_path / "x"))

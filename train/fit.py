@@ -250,7 +250,10 @@ def _initial_model(cfg: StageConfig) -> tuple[torch.nn.Module, dict]:
         return build_model(cfg.arch, len(CLASSES), 1, cfg.init, cfg.weights), {"init": cfg.init}
     ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
     model = build_model(cfg.arch, len(CLASSES), 1, "scratch")
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError:
+        raise ValueError(f"--init {cfg.init}: its {ckpt['config']['arch']} weights do not fit --arch {cfg.arch}") from None
     return model, {"init": str(cfg.init), "init_epoch": ckpt["epoch"], "init_stage": ckpt["config"]["data"]}
 
 
@@ -260,11 +263,11 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     pre = cfg.preprocess()
     splits = load_splits(cfg, pre)
     model, origin = _initial_model(cfg)
+    out = Path(cfg.out)  # made once the data and the starting weights are known to be good
+    out.mkdir(parents=True, exist_ok=True)
     model.to(device, memory_format=torch.channels_last)  # 2-3x faster convolutions on the CPU
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step, gamma=cfg.gamma)

@@ -86,9 +86,8 @@ class FaceMesh:
         m = np.array([[scale, 0, shift[0]], [0, scale, shift[1]]])
         patch = cv2.warpAffine(image, m, (self.SIDE, self.SIDE), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
-        if patch.ndim == 2:
-            patch = cv2.cvtColor(patch, cv2.COLOR_GRAY2BGR)
-        found = self._mesh.process(cv2.cvtColor(patch, cv2.COLOR_BGR2RGB)).multi_face_landmarks
+        rgb = cv2.cvtColor(patch, cv2.COLOR_GRAY2RGB if patch.ndim == 2 else cv2.COLOR_BGR2RGB)
+        found = self._mesh.process(rgb).multi_face_landmarks
         if not found:
             return None
         points = np.array([(p.x, p.y, p.z) for p in found[0].landmark], np.float64) * self.SIDE
@@ -145,6 +144,12 @@ class Landmarker:
         if self._mesh is not None:
             self._mesh.close()
             self._mesh = None
+
+    def __enter__(self) -> "Landmarker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def box_eyes(box: np.ndarray) -> np.ndarray:

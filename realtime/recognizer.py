@@ -66,14 +66,20 @@ def default_model() -> Path:
     return Path(str(importlib.resources.files("emocam.engines") / "emocam.onnx"))
 
 
-@contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Silence what C++ libraries print on file descriptor 2 (mediapipe's set-up chatter) for a while."""
+def _stderr_to_devnull() -> int:
+    """Point file descriptor 2 at /dev/null; returns a new descriptor for where it pointed before."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
+    return saved
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence what C++ libraries print on file descriptor 2 (mediapipe's set-up chatter) for a while."""
+    saved = _stderr_to_devnull()
     try:
         yield
     finally:
@@ -84,11 +90,7 @@ def quiet_stderr() -> Iterator[None]:
 def quiet_native_stderr() -> None:
     """From now on, drop what C++ libraries print on file descriptor 2 (mediapipe's and TensorFlow Lite's log
     lines, which would bury emocam's own one-line messages); Python's ``sys.stderr`` keeps the terminal."""
-    sys.stderr.flush()
-    terminal = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
+    terminal = _stderr_to_devnull()
     sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
 
 

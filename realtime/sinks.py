@@ -567,10 +567,11 @@ def annotate(image: np.ndarray, faces: Faces, classes: tuple[str, ...], fps: flo
     A face that failed the quality gate is drawn grey, with the reason instead of a label and no bars."""
     font, height, width = cv2.FONT_HERSHEY_SIMPLEX, image.shape[0], image.shape[1]
     probs = faces.smoothed if faces.smoothed is not None else faces.probs
+    verdicts = faces.passed
     for i in range(len(faces)):
         x, y, w, h = (int(round(v)) for v in faces.boxes[i].tolist())
         track = int(faces.track_ids[i])
-        passed = faces.quality[i] == "ok"
+        passed = verdicts[i]
         colour = GATED if not passed else PALETTE[track % len(PALETTE)] if track >= 0 else (200, 200, 200)
         cv2.rectangle(image, (x, y), (x + w, y + h), colour, 1 if not passed else 2)
         text = f"#{track}" if track >= 0 else "face"

@@ -85,18 +85,12 @@ class Source:
         self.close()
 
 
-def open_capture(target: int | str, timeout_s: float | None = None) -> cv2.VideoCapture:
-    """A cv2.VideoCapture opened without OpenCV's own warnings on stderr (we report failures ourselves); with
-    ``timeout_s`` (streams, through FFmpeg) connecting and each read give up after that long."""
+def open_capture(target: int | str) -> cv2.VideoCapture:
+    """A cv2.VideoCapture opened without OpenCV's own warnings on stderr (we report failures ourselves)."""
     level = cv2.getLogLevel()
     cv2.setLogLevel(0)
     try:
-        if timeout_s is None:
-            cap = cv2.VideoCapture(target)
-        else:
-            ms = int(timeout_s * 1000)
-            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG,
-                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        cap = cv2.VideoCapture(target)
     finally:
         cv2.setLogLevel(level)
     # Turn frames by the container's rotation tag, as players do: a phone clip stored sideways is upright here.
@@ -359,7 +353,6 @@ class LiveStream(LiveSource):
         super().__init__(f"stream {url}", float(rate) if rate else 0.0, stall_s=timeout_s)
 
     def _read(self) -> Iterator[tuple[av.VideoFrame, float | None]]:
-        codec = self._video.codec_context
         live_lag = LiveLag(self.fps)
         packets = self._container.demux(self._video)
         skipping = False

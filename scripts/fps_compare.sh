@@ -28,10 +28,11 @@ EOF
 
 bench() {  # where (old|new), clip, extra options -> fps
   local json=$work/b.json
+  rm -f "$json"  # a failed run leaves no figure, rather than the previous run's
   if [ "$1" = old ]; then
     (cd "$work/old" && "$py" -m realtime.cli bench "$2" --json "$json" "${@:3}" >/dev/null 2>"$work/err" || cat "$work/err" >&2)
   else
-    "$py" -m emocam.cli bench "$2" --json "$json" "${@:3}" >/dev/null 2>&1
+    "$py" -m emocam.cli bench "$2" --json "$json" "${@:3}" >/dev/null 2>"$work/err" || cat "$work/err" >&2
   fi
   "$py" -c "import json, sys; print(json.load(open(sys.argv[1]))['fps'])" "$json"
 }

@@ -20,6 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT.parent / "shared" / "data" / "videos" / "WolfgangLanger_Pexels.mp4"
@@ -146,7 +147,7 @@ def lags(rec, source, seconds: float, started: list[float], every_s: float) -> d
 def main() -> None:
     from emocam import Recognizer
     from emocam.recognizer import quiet_native_stderr
-    from emocam.sources import LiveCapture, LiveStream, open_capture
+    from emocam.sources import LiveCapture, LiveStream
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to read the stream")
@@ -169,7 +170,10 @@ def main() -> None:
         if args.reader == "pyav":
             source = LiveStream(server.url)
         else:
-            source = LiveCapture(open_capture(server.url, 10.0), f"stream {server.url}", stall_s=10.0)
+            ms = 10_000  # as emocam gave up on a stream before its own reader: 10 s to connect and for each read
+            capture = cv2.VideoCapture(server.url, cv2.CAP_FFMPEG,
+                                       [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+            source = LiveCapture(capture, f"stream {server.url}", stall_s=10.0)
         with source:
             print(f"{args.reader} reader on {server.url}: {width}x{height} at {source.fps:g} fps, "
                   f"{args.seconds:g} s", flush=True)

@@ -16,8 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the training extra is not installed")
 
-from emocam.align import crop_face, to_tensor  # noqa: E402
-from emocam.detect import FaceDetector  # noqa: E402
+from emocam.align import to_tensor  # noqa: E402
 from emocam.train import data as D  # noqa: E402
 from emocam.train import models  # noqa: E402
 from emocam.train.export import export_onnx, load_checkpoint  # noqa: E402

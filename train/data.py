@@ -296,8 +296,8 @@ def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tu
                                   [str(s) for s in z["unreadable"]])
             return FaceSet(z["images"], z["labels"], name, None, z["groups"], z["passed"]), report
     crops, labels, groups, passed, no_face, unreadable = [], [], [], [], [], []
-    gate, landmarker = Gate(), Landmarker()
-    with FaceDetector(range=detector_range, min_score=TARGET_MIN_SCORE) as detect:
+    gate = Gate()
+    with FaceDetector(range=detector_range, min_score=TARGET_MIN_SCORE) as detect, Landmarker() as landmarker:
         for label, f in files:
             try:
                 image = enlarge(_read_image(f))
@@ -313,7 +313,6 @@ def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tu
             labels.append(label)
             groups.append(person(f))
             passed.append(bool(faces.passed[biggest]))
-    landmarker.close()
     if not crops:
         raise DataError(f"{root}: no face found in any of its {len(files)} images")
     out = FaceSet(np.stack(crops), np.array(labels, np.int64), name, None, np.array(groups), np.array(passed))

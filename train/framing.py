@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emocam.align import CropSpec, Preprocess, crop_face
+from emocam.align import Preprocess, crop_face
 from emocam.detect import FaceDetector, enlarge, enlargement
 from emocam.quality import FaceMesh, Landmarker, keypoint_pose
 
@@ -36,8 +36,8 @@ def locate(images: np.ndarray, with_mesh: bool = False) -> dict[str, np.ndarray]
     pose = np.full((n, 3), np.nan, np.float32)
     mesh_pose = np.full((n, 3), np.nan, np.float32)
     keypoints = np.full((n, 6, 2), np.nan, np.float32)
-    landmarker, mesh = Landmarker(), FaceMesh() if with_mesh else None
-    with FaceDetector("short", min_score=0.5) as detect:
+    mesh = FaceMesh() if with_mesh else None
+    with FaceDetector("short", min_score=0.5) as detect, Landmarker() as landmarker:
         for i, face in enumerate(images):
             image = enlarge(np.ascontiguousarray(face))
             faces = detect(image)
@@ -50,7 +50,6 @@ def locate(images: np.ndarray, with_mesh: bool = False) -> dict[str, np.ndarray]
                 found = mesh(image, faces.boxes[0])
                 if found is not None:
                     mesh_pose[i] = found[1]
-    landmarker.close()
     out = {"eyes": eyes, "pose": pose}
     if with_mesh:
         mesh.close()
@@ -107,11 +106,10 @@ def measure_fer(fer, faces: int = 1500, seed: int = 0) -> dict:
     return {"fer": str(fer), "seed": seed, **measure(images[pick])}
 
 
-def live_crops(images: np.ndarray, pre: Preprocess, found: dict[str, np.ndarray] | None = None) -> np.ndarray:
+def live_crops(images: np.ndarray, pre: Preprocess) -> np.ndarray:
     """48 px faces cropped as the live side crops a frame: through the detector, landmarks and eye-distance crop of
     ``pre`` (the enlarged face, as ``locate`` sees it). Faces the detector misses get the median eyes of the others."""
-    found = locate(images) if found is None else found
-    eyes = found["eyes"]
+    eyes = locate(images)["eyes"]
     hit = ~np.isnan(eyes[:, 0, 0])
     fallback = np.median(eyes[hit], axis=0) if hit.any() else np.array([[16.0, 20.0], [32.0, 20.0]])
     out = np.empty((len(images), pre.size, pre.size), np.uint8)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,6 +22,8 @@ class Faces:
     pose: (N, 3) float32 yaw, pitch, roll in degrees (yaw > 0: the face turns to the image's right; pitch > 0: it
     looks up). keypoints: (N, 6, 2) float32 the detector's keypoints (eyes, nose tip, mouth, ears), or None.
     quality: (N,) str, "ok" or why the face is not labelled (see ``emocam.quality``).
+    landmarks: (N,) str, where the eye centres come from: "detector" (its keypoints), "mesh" (Face Mesh, where the
+    keypoints were in doubt) or "box" (neither found them: placed from the box, so the face can still be drawn).
     crops: (N, S, S) uint8 aligned faces. probs / smoothed: (N, K) float32. labels: (N,) int64 class index;
     a face whose quality is not "ok" keeps its raw probs but has smoothed NaN and label -1.
     """
@@ -37,7 +39,7 @@ class Faces:
     probs: np.ndarray | None = None
     smoothed: np.ndarray | None = None
     labels: np.ndarray | None = None
-    data: dict = field(default_factory=dict)
+    landmarks: np.ndarray = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
@@ -48,8 +50,10 @@ class Faces:
             self.track_ids = np.full(n, -1, np.int64)
         self.pose = np.full((n, 3), np.nan, np.float32) if self.pose is None else np.asarray(self.pose, np.float32)
         self.quality = np.full(n, "ok", object) if self.quality is None else np.asarray(self.quality, object)
+        self.landmarks = (np.full(n, "detector", object) if self.landmarks is None
+                          else np.asarray(self.landmarks, object))
         for name in ("scores", "eyes", "track_ids", "pose", "quality", "keypoints", "crops", "probs", "smoothed",
-                     "labels"):
+                     "labels", "landmarks"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"Faces.{name} has {len(value)} rows, expected {n} (one per box)")
@@ -69,7 +73,6 @@ class Faces:
     def subset(self, keep: np.ndarray) -> "Faces":
         """The faces selected by an index or boolean array."""
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
-        data = {k: v[keep] if isinstance(v, np.ndarray) and len(v) == len(self) else v for k, v in self.data.items()}
         return Faces(self.boxes[keep], self.scores[keep], self.eyes[keep], self.track_ids[keep], self.pose[keep],
                      self.quality[keep], pick(self.keypoints), pick(self.crops), pick(self.probs), pick(self.smoothed),
-                     pick(self.labels), data)
+                     pick(self.labels), self.landmarks[keep])

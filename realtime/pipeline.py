@@ -73,8 +73,10 @@ class Pipeline:
         self.queue_size = queue_size
 
     def warmup(self, shape: tuple[int, int, int] = (360, 640, 3)) -> None:
-        """One detector and one model call on blank input, so first-call set-up is not timed."""
+        """One detector, Face Mesh and model call on blank input, so that first-call set-up neither is timed nor
+        stalls a stream."""
         self.detector(np.zeros(shape, np.uint8))
+        self.landmarker.warmup()
         pre = self.backend.contract.pre
         self.backend.predict(to_tensor(np.zeros((1, pre.size, pre.size), np.uint8), pre))
 

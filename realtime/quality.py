@@ -90,19 +90,21 @@ class FaceMesh:
         found = self._mesh.process(rgb).multi_face_landmarks
         if not found:
             return None
-        points = np.array([(p.x, p.y, p.z) for p in found[0].landmark], np.float64) * self.SIDE
-        eyes = np.array([points[list(pair), :2].mean(0) for pair in MESH_EYES])
+        points = found[0].landmark
+        point = lambda i: np.array((points[i].x, points[i].y, points[i].z)) * self.SIDE  # noqa: E731
+        eyes = np.array([(point(outer)[:2] + point(inner)[:2]) / 2 for outer, inner in MESH_EYES])
         eyes = (eyes[np.argsort(eyes[:, 0])] - shift) / scale
-        return eyes.astype(np.float32), mesh_pose(points, eyes)
+        across = point(MESH_CHEEKS[1]) - point(MESH_CHEEKS[0])
+        vertical = point(MESH_FOREHEAD_CHIN[1]) - point(MESH_FOREHEAD_CHIN[0])
+        return eyes.astype(np.float32), mesh_pose(across, vertical, eyes)
 
     def close(self) -> None:
         self._mesh.close()
 
 
-def mesh_pose(points: np.ndarray, eyes: np.ndarray) -> np.ndarray:
-    """Yaw, pitch (from the depth of Face Mesh's cheek and forehead-chin axes) and roll (the eye line), in degrees."""
-    across = points[MESH_CHEEKS[1]] - points[MESH_CHEEKS[0]]
-    vertical = points[MESH_FOREHEAD_CHIN[1]] - points[MESH_FOREHEAD_CHIN[0]]
+def mesh_pose(across: np.ndarray, vertical: np.ndarray, eyes: np.ndarray) -> np.ndarray:
+    """Yaw, pitch (from the depth of Face Mesh's cheek-to-cheek and forehead-to-chin vectors) and roll (the eye line),
+    in degrees."""
     yaw = math.atan2(across[2], math.hypot(across[0], across[1]))
     pitch = math.atan2(-vertical[2], math.hypot(vertical[0], vertical[1]))
     d = eyes[1] - eyes[0]
@@ -110,21 +112,22 @@ def mesh_pose(points: np.ndarray, eyes: np.ndarray) -> np.ndarray:
 
 
 class Landmarker:
-    """Fills ``faces.pose`` and, where BlazeFace's keypoints are in doubt, replaces the eyes by Face Mesh's.
-
-    ``faces.data["mesh"]`` marks the faces Face Mesh looked at; ``faces.data["no_landmarks"]`` those where it found
-    nothing (their eyes are then placed from the box, so the face can still be cropped and shown)."""
+    """Fills ``faces.pose`` and, where BlazeFace's keypoints are in doubt, replaces the eyes by Face Mesh's
+    (``faces.landmarks`` says which faces: "mesh", or "box" where Face Mesh found nothing either)."""
 
     def __init__(self, doubt: Doubt = Doubt()) -> None:
         self.doubt = doubt
-        self._mesh: FaceMesh | None = None  # loaded on the first doubtful face
+        self._mesh: FaceMesh | None = None  # loaded by warmup() or on the first doubtful face
+
+    def warmup(self) -> None:
+        """Load Face Mesh and run it once, so that the first doubtful face of a stream does not stall it."""
+        if self._mesh is None:
+            self._mesh = FaceMesh()
+        self._mesh(np.zeros((64, 64, 3), np.uint8), np.array([8, 8, 48, 48]))
 
     def __call__(self, image: np.ndarray, faces: Faces) -> Faces:
         """The same faces with pose and trusted eye centres."""
-        n = len(faces)
-        faces.data["mesh"] = np.zeros(n, bool)
-        faces.data["no_landmarks"] = np.zeros(n, bool)
-        if n == 0:
+        if len(faces) == 0:
             return faces
         if faces.keypoints is not None:
             faces.pose = keypoint_pose(faces.keypoints)
@@ -132,11 +135,11 @@ class Landmarker:
             if self._mesh is None:
                 self._mesh = FaceMesh()
             found = self._mesh(image, faces.boxes[i])
-            faces.data["mesh"][i] = True
             if found is None:
-                faces.data["no_landmarks"][i] = True
+                faces.landmarks[i] = "box"
                 faces.eyes[i] = box_eyes(faces.boxes[i])
             else:
+                faces.landmarks[i] = "mesh"
                 faces.eyes[i], faces.pose[i] = found
         return faces
 
@@ -183,9 +186,7 @@ class Gate:
         x, y, w, h = faces.boxes.T
         inside = (mid[:, 0] >= x) & (mid[:, 0] <= x + w) & (mid[:, 1] >= y) & (mid[:, 1] <= y + h)
         ratio = e2e / np.maximum(w, 1e-6)
-        bad_landmarks = ~inside | (ratio < self.e2e_box[0]) | (ratio > self.e2e_box[1])
-        if "no_landmarks" in faces.data:
-            bad_landmarks |= faces.data["no_landmarks"]
+        bad_landmarks = ~inside | (ratio < self.e2e_box[0]) | (ratio > self.e2e_box[1]) | (faces.landmarks == "box")
         turned = (np.abs(faces.pose[:, 0]) > self.max_yaw) | (np.abs(faces.pose[:, 1]) > self.max_pitch)
         # Most specific reason first: without landmarks the pose is unknown; a small face's pose is unreliable.
         out[turned] = "turned"

@@ -18,6 +18,7 @@ from .contract import ModelError
 from .detect import MIN_SCORE, RANGES, FaceDetector
 from .faces import Faces
 from .pipeline import Pipeline, Timings
+from .quality import Landmarker
 from .extras import require
 from .records import dataframe, iter_dicts
 from .sinks import Sink
@@ -117,8 +118,9 @@ class Recognizer:
         self._stack = ExitStack()
         with quiet_stderr():
             face_detector = self._stack.enter_context(FaceDetector(detector, min_score))
-            self.pipeline = Pipeline(face_detector, engine, Tracker(), Smoother(tau_s=tau, hysteresis=hysteresis))
-            self._stack.callback(self.pipeline.landmarker.close)
+            landmarker = self._stack.enter_context(Landmarker())
+            self.pipeline = Pipeline(face_detector, engine, Tracker(), Smoother(tau_s=tau, hysteresis=hysteresis),
+                                     landmarker=landmarker)
             self.pipeline.warmup()
 
     @property

@@ -347,7 +347,6 @@ class LiveStream(LiveSource):
         self._video = self._container.streams.video[0]
         self._video.thread_type = "AUTO"
         self.max_lag_s = max_lag_s
-        self.dropped = 0
         self._told = False
         rate = self._video.average_rate or self._video.guessed_rate
         super().__init__(f"stream {url}", float(rate) if rate else 0.0, stall_s=timeout_s)
@@ -373,7 +372,8 @@ class LiveStream(LiveSource):
                 if skipping and packet.is_keyframe and lag <= self.max_lag_s:
                     skipping = False
                 elif not skipping and lag > self.max_lag_s:
-                    skipping = self._skip(lag)
+                    self._start_skipping(lag)
+                    skipping = True
             if skipping:
                 self.dropped += 1
                 self._active = time.monotonic()
@@ -383,7 +383,8 @@ class LiveStream(LiveSource):
                 # A threaded decoder hands frames out some packets late: judged by its frames too.
                 late = live_lag.late(frame.time)
                 if self.max_lag_s is not None and not skipping and late > self.max_lag_s:
-                    skipping = self._skip(late)
+                    self._start_skipping(late)
+                    skipping = True
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         """The frames that ``packet`` completes; none where its data is damaged (it counts as dropped)."""
@@ -393,7 +394,7 @@ class LiveStream(LiveSource):
             self.dropped += 1
             return []
 
-    def _skip(self, lag: float) -> bool:
+    def _start_skipping(self, lag: float) -> None:
         """Start skipping packets, ``lag`` seconds behind: the frames still inside the decoder are as stale as the
         packets, so they go too. Told once."""
         self._video.codec_context.flush_buffers()
@@ -402,7 +403,6 @@ class LiveStream(LiveSource):
             print(f"emocam: {self.name} decodes slower than it arrives ({lag:.1f} s behind): frames are dropped, "
                   f"skipping to the next key frame, to stay within {self.max_lag_s:g} s of live", file=sys.stderr,
                   flush=True)
-        return True
 
     def _image(self, picture: av.VideoFrame) -> np.ndarray:
         return picture.to_ndarray(format="bgr24")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from emocam import CsvSink, Recognizer, Summary
+from emocam.sinks import Sink
 from emocam.sources import Frame, Source, VideoFile
 
 
@@ -50,10 +51,8 @@ class Looped(Source):
         pass
 
 
-class Memory:
+class Memory(Sink):
     """A sink that records (frame, seconds, RSS MB) every ``every`` frames."""
-
-    overlay = stop = False
 
     def __init__(self, every: int) -> None:
         self.every, self.start, self.rows = every, time.monotonic(), []
@@ -62,9 +61,6 @@ class Memory:
         if frame.index % self.every == 0:
             self.rows.append((frame.index, time.monotonic() - self.start, rss_mb()))
             print(f"{frame.index:>8} frames {self.rows[-1][1]:>7.1f} s {self.rows[-1][2]:>7.1f} MB", flush=True)
-
-    def close(self) -> None:
-        pass
 
 
 def main() -> None:

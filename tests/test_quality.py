@@ -35,7 +35,7 @@ def find(shared: Path):
 def test_frontal_faces_pass_without_face_mesh(find) -> None:
     faces = find("images/single_face.jpg", "short", 0.7)
     assert len(faces) == 1 and list(faces.quality) == ["ok"]
-    assert not faces.data["mesh"].any()  # BlazeFace's keypoints are trusted on a frontal face: no extra cost
+    assert (faces.landmarks == "detector").all()  # BlazeFace's keypoints are trusted on a frontal face: no extra cost
     assert abs(faces.pose[0, 0]) < 20 and abs(faces.pose[0, 1]) < 25
 
 
@@ -49,7 +49,7 @@ def test_every_face_of_a_group_photo_passes(find) -> None:
 def test_turned_faces_get_face_mesh_and_no_label(find, name: str) -> None:
     faces = find(name)
     k = int(np.argmax(faces.boxes[:, 2] * faces.boxes[:, 3]))
-    assert faces.data["mesh"][k]
+    assert faces.landmarks[k] == "mesh"
     assert faces.quality[k] == "turned" and abs(faces.pose[k, 0]) > Gate().max_yaw
 
 
@@ -66,7 +66,7 @@ def test_collapsed_eye_keypoints_are_replaced_by_face_mesh_eyes(shared: Path) ->
         fixed = landmarker(image, broken)
     finally:
         landmarker.close()
-    assert fixed.data["mesh"][0]
+    assert fixed.landmarks[0] == "mesh"
     e2e = np.linalg.norm(fixed.eyes[0, 1] - fixed.eyes[0, 0])
     assert 0.3 * good.boxes[0, 2] < e2e < 0.6 * good.boxes[0, 2]
     # Face Mesh's eye centres (eye-corner midpoints) lie within a few pixels of BlazeFace's on this frontal face.
@@ -93,6 +93,18 @@ def test_the_gate_names_small_and_implausible_faces() -> None:
     assert list(Gate().verdicts(faces)) == ["ok", "landmarks", "landmarks", "turned"]
     faces.boxes[1] = [128, 134, 8, 10]  # a tiny face whose eyes fit its box
     assert Gate().verdicts(faces)[1] == "small"
+    faces.landmarks[0] = "box"  # eyes placed from the box: plausible, but nothing found them
+    assert Gate().verdicts(faces)[0] == "landmarks"
+
+
+def test_a_doubtful_face_without_landmarks_keeps_box_eyes_and_is_gated() -> None:
+    blank = np.full((240, 240, 3), 128, np.uint8)  # a "face" Face Mesh cannot find
+    keypoints = np.array([[[100, 100], [104, 100], [102, 120], [102, 140], [80, 100], [124, 100]]], np.float32)
+    faces = Faces([[60, 60, 100, 100]], [0.9], keypoints[:, :2], keypoints=keypoints)
+    with Landmarker() as landmarker:
+        faces = Gate()(landmarker(blank, faces))
+    assert faces.landmarks[0] == "box" and faces.quality[0] == "landmarks"
+    assert np.allclose(faces.eyes[0], [[90, 100], [130, 100]])
 
 
 def test_gated_faces_do_not_move_the_smoother() -> None:

@@ -167,22 +167,41 @@ class VideoFile(Source):
             self._put(None)
 
     def _resync(self, index: int) -> tuple[bool, np.ndarray | None, int]:
-        """After the decoder failed at frame ``index``, try to go on a second at a time further on (a seek lands on a
-        key frame, past the damage): (found, its image, its index)."""
+        """After the decoder failed at frame ``index``, try to go on further on (a seek lands on a key frame, past the
+        damage): (found, its image, its index). Seeks 1, 2, 4, 8 ... seconds on until one lands or the file's last
+        frame fails too (a file cut short: every seek past the cut fails), then halves the gap back to the earliest
+        second that lands. So a file cut at its start is opened a few times, not once for every second it lacks."""
         step = max(1, round(self.fps))
-        for after in range(index + step, self.frame_count, step):
-            cap = open_capture(self.name)
-            cap.set(cv2.CAP_PROP_POS_FRAMES, after)
-            ok, image = cap.read()
-            # Past the end of a cut file the seek fails and lands back before the cut: that frame is not ``after``.
-            if ok and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == after + 1:
-                self._cap.release()
-                self._cap = cap
-                return True, image, after
-            cap.release()
-            if self._stop.is_set():
-                break
-        return False, None, index
+        failed, offset, found = index, step, None
+        while found is None:
+            at = min(index + offset, self.frame_count - 1)
+            if at <= failed:
+                return False, None, index
+            found = self._seek(at)
+            if found is None:
+                failed, offset = at, 2 * offset
+        while at - failed > step:
+            mid = (failed + at) // 2
+            nearer = self._seek(mid)
+            if nearer is None:
+                failed = mid
+            else:
+                found[0].release()
+                found, at = nearer, mid
+        self._cap.release()
+        self._cap, image = found
+        return True, image, at
+
+    def _seek(self, position: int) -> tuple[cv2.VideoCapture, np.ndarray] | None:
+        """A new capture of this file that has just read frame ``position``, and that frame; None where the seek does
+        not get there (past the end of a cut file it lands back before the cut)."""
+        cap = open_capture(self.name)
+        cap.set(cv2.CAP_PROP_POS_FRAMES, position)
+        ok, image = cap.read()
+        if ok and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == position + 1:
+            return cap, image
+        cap.release()
+        return None
 
     def _put(self, item: Frame | None) -> None:
         while not self._stop.is_set():

@@ -553,3 +553,20 @@ def test_the_summary_plot_of_a_long_run_uses_bounded_points(tmp_path: Path) -> N
             summary.write(*frame_with_faces(i, n=1))
         assert summary._faces[0]["timeline"].n <= summary._faces[0]["timeline"].points_max
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_cut_video_is_probed_a_few_times_not_once_for_every_missing_second(shared: Path, tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    from emocam import sources
+
+    whole = (shared / "videos" / "WolfgangLanger_Pexels.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[:len(whole) // 5])
+    opened = []
+    real_open = sources.open_capture
+    monkeypatch.setattr(sources, "open_capture", lambda target: opened.append(target) or real_open(target))
+    with sources.VideoFile(cut) as video:
+        frames = sum(1 for _ in video)
+    assert frames == 87 and "ended early" in str(video.ended_early)
+    # The first open, then 1, 2, 4 and 8 seconds past the cut and the last frame; one a second would be 16 in all.
+    assert len(opened) <= 6, opened

@@ -169,8 +169,8 @@ class VideoFile(Source):
     def _resync(self, index: int) -> tuple[bool, np.ndarray | None, int]:
         """After the decoder failed at frame ``index``, try to go on further on (a seek lands on a key frame, past the
         damage): (found, its image, its index). Seeks 1, 2, 4, 8 ... seconds on until one lands or the file's last
-        frame fails too (a file cut short: every seek past the cut fails), then halves the gap back to the earliest
-        second that lands. So a file cut at its start is opened a few times, not once for every second it lacks."""
+        frame fails too (a file cut short: every seek past the cut fails), then halves the gap back to within a second
+        of the earliest frame that lands. So a cut file is opened a few times, not once for every second it lacks."""
         step = max(1, round(self.fps))
         failed, offset, found = index, step, None
         while found is None:

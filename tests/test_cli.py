@@ -74,9 +74,12 @@ def test_bench_prints_and_saves_stage_and_classifier_timings(clip: Path, tiny_mo
 def test_ctrl_c_leaves_a_valid_csv(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "f.csv"
     # The slower detector and the video output keep the run going long enough to interrupt it.
+    # Run as from a terminal: a shell that starts a job in the background (as CI may start this suite) makes it ignore
+    # SIGINT, and every process it starts inherits that, so Ctrl-C would never reach the run.
     proc = subprocess.Popen([sys.executable, "-m", "emocam.cli", "--video", shared / "videos" / "WolfgangLanger_Pexels.mp4",
                              "--model", tiny_model, "--no-display", "--csv", out, "--detector", "both",
-                             "--out", tmp_path / "a.mp4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--out", tmp_path / "a.mp4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     partial = partial_name(out)  # rows stream here until the run ends
     while time.monotonic() < deadline and (not partial.exists() or partial.read_text().count("\n") < 20):

@@ -121,9 +121,12 @@ class Landmarker:
 
     def warmup(self) -> None:
         """Load Face Mesh and run it once, so that the first doubtful face of a stream does not stall it."""
+        self._face_mesh()(np.zeros((64, 64, 3), np.uint8), np.array([8, 8, 48, 48]))
+
+    def _face_mesh(self) -> FaceMesh:
         if self._mesh is None:
             self._mesh = FaceMesh()
-        self._mesh(np.zeros((64, 64, 3), np.uint8), np.array([8, 8, 48, 48]))
+        return self._mesh
 
     def __call__(self, image: np.ndarray, faces: Faces) -> Faces:
         """The same faces with pose and trusted eye centres."""
@@ -132,9 +135,7 @@ class Landmarker:
         if faces.keypoints is not None:
             faces.pose = keypoint_pose(faces.keypoints)
         for i in np.flatnonzero(self.doubt(faces)):
-            if self._mesh is None:
-                self._mesh = FaceMesh()
-            found = self._mesh(image, faces.boxes[i])
+            found = self._face_mesh()(image, faces.boxes[i])
             if found is None:
                 faces.landmarks[i] = "box"
                 faces.eyes[i] = box_eyes(faces.boxes[i])

@@ -12,7 +12,7 @@ import torch
 from emocam.backends import PROGRAM_SHA_KEY, sha256
 from emocam.contract import METADATA_KEY, ModelContract, ModelError, read_contract
 
-from .models import build_model
+from .models import build_model, read_checkpoint
 
 PARITY_TOLERANCE = 1e-4
 
@@ -47,16 +47,7 @@ class Probabilities(torch.nn.Module):
 
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelContract, dict]:
     """The model (eval mode, CPU), its contract and the raw checkpoint dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    not_one = ModelError(f"{path} is not an emotrain checkpoint (a stage's best.pt or last.pt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # torch.load raises unpickling, zip and runtime errors of several types for other files
-        raise not_one from None
-    if not isinstance(ckpt, dict) or not {"contract", "config", "model"} <= ckpt.keys():
-        raise not_one
+    ckpt = read_checkpoint(path)
     contract = ModelContract.from_json(ckpt["contract"])
     model = build_model(ckpt["config"]["arch"], len(contract.classes), contract.pre.channels, "scratch")
     try:

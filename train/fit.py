@@ -19,7 +19,7 @@ from emocam.contract import ModelContract
 
 from .data import CLASSES, FaceSet, describe, fer_sets, load_target
 from .metrics import scores
-from .models import build_model, input_preprocess
+from .models import build_model, input_preprocess, read_checkpoint
 
 DATA_KINDS = ("fer28", "fer32", "target", "combined")
 # FER-2013's faces as they are ("own"), or re-cropped by the live side's landmarks and crop ("live").
@@ -74,7 +74,7 @@ class StageConfig:
         if self.select not in ("acc", "recall"):
             raise ValueError(f"unknown selection metric '{self.select}'; choose acc or recall")
         if self.arch is None:
-            start = _checkpoint_config(self.init) if self.init not in ("imagenet", "scratch", "stage1") else {}
+            start = read_checkpoint(self.init)["config"] if self.init not in ("imagenet", "scratch", "stage1") else {}
             object.__setattr__(self, "arch", start.get("arch", "mobilenet_v2"))
             object.__setattr__(self, "size", self.size or start.get("size"))
 
@@ -234,21 +234,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _checkpoint_config(path: str) -> dict:
-    """The stage config a checkpoint was trained with (ValueError for a file that is not a checkpoint)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)["config"]
-    except FileNotFoundError:
-        raise ValueError(f"--init: checkpoint not found: {path}") from None
-    except Exception:  # unpickling, zip and key errors of several types for other files
-        raise ValueError(f"--init: {path} is not an emotrain checkpoint (a stage's best.pt or last.pt)") from None
-
-
 def _initial_model(cfg: StageConfig) -> tuple[torch.nn.Module, dict]:
     """The stage's starting model: ImageNet / scratch, or the weights of a previous stage's checkpoint."""
     if cfg.init in ("imagenet", "scratch"):
         return build_model(cfg.arch, len(CLASSES), 1, cfg.init, cfg.weights), {"init": cfg.init}
-    ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(cfg.init)
     model = build_model(cfg.arch, len(CLASSES), 1, "scratch")
     try:
         model.load_state_dict(ckpt["model"])

@@ -12,6 +12,7 @@ from torch import nn
 from torchvision.models import AlexNet, MobileNetV2
 
 from emocam.align import Preprocess
+from emocam.contract import ModelError
 
 # Default input side per architecture: the small backbones run on FER-2013's native 48 px, the paper's
 # networks on the 224 px they were pre-trained at.
@@ -192,3 +193,19 @@ def build_model(arch: str, num_classes: int, channels: int = 1, init: str = "ima
     adapt_input_conv(model, channels)
     replace_head(model, num_classes)
     return model
+
+
+def read_checkpoint(path: Path | str) -> dict:
+    """A stage's checkpoint (its best.pt or last.pt) as the stage saved it; FileNotFoundError or ModelError, one line
+    each, for a missing file or any other file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    not_one = ModelError(f"{path} is not an emotrain checkpoint (a stage's best.pt or last.pt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # torch.load raises unpickling, zip and runtime errors of several types for other files
+        raise not_one from None
+    if not isinstance(ckpt, dict) or not {"contract", "config", "model"} <= ckpt.keys():
+        raise not_one
+    return ckpt

@@ -27,12 +27,15 @@ from emocam.contract import read_contract
 from emocam.train.evaluate import fer_split
 
 
-class Faces(CalibrationDataReader):
+class Calibration(CalibrationDataReader):
+    """FER-2013 faces for quantize_static, in batches."""
+
     def __init__(self, x: np.ndarray, batch: int = 32) -> None:
         self.batches = iter([x[i:i + batch] for i in range(0, len(x), batch)])
 
     def get_next(self) -> dict | None:
-        return next(({"faces": b} for b in self.batches), None)
+        batch = next(self.batches, None)
+        return None if batch is None else {"faces": batch}
 
 
 def main() -> None:
@@ -50,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(args.model), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(args.out), Faces(to_tensor(train.images[pick], pre)),
+        quantize_static(str(prepared), str(args.out), Calibration(to_tensor(train.images[pick], pre)),
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8)
     quantized = onnx.load(str(args.out))  # the contract travels in the metadata, which quantisation drops

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The shipped model, engines/emocam.onnx: the paper's cascade with honest selection, then export and scoring.
 #   1. ImageNet -> FER-2013 Training at 48 px, the epoch chosen on PublicTest (FER28); continued at 96 px
-#      (mobilenet_v2_x2, the same weights on the face upsampled 2x) for 8 and then 12 more epochs, each run's epoch
+#      (mobilenet_v2_x2, the same weights on the face upsampled 2x) for 8, 12 and 6 more epochs, each run's epoch
 #      chosen on PublicTest again;
 #   2. the 48 px network and the longer 96 px one each through stage 2: the target sets wild/ and ckplus48/ through
 #      the live detector, landmarks, gate and crop, with footage-like augmentation and 3,000 FER-2013 faces rehearsed
@@ -25,9 +25,11 @@ emotrain fer --fer "$fer" --variant fer28 --arch mobilenet_v2_x2 --init "$runs/s
   --lr 0.01 --erase 0.5 --out "$runs/s1_x2" --resume
 emotrain fer --fer "$fer" --variant fer28 --arch mobilenet_v2_x2 --init "$runs/s1_x2/best.pt" --epochs 12 --step 6 \
   --lr 0.01 --erase 0.5 --out "$runs/s1_x2b" --resume
+emotrain fer --fer "$fer" --variant fer28 --arch mobilenet_v2_x2 --init "$runs/s1_x2b/best.pt" --epochs 6 --step 3 \
+  --lr 0.001 --erase 0.5 --out "$runs/s1_x2c" --resume
 emotrain single --init "$runs/s1_48/best.pt" "${stage2[@]}" --out "$runs/s2_48"
-emotrain single --init "$runs/s1_x2b/best.pt" "${stage2[@]}" --out "$runs/s2_x2b"
-emotrain export "$runs/s2_x2b/best.pt" "$runs/s2_48/best.pt" --out "$engines/emocam.onnx" --fer "$fer" --mirror
+emotrain single --init "$runs/s1_x2c/best.pt" "${stage2[@]}" --out "$runs/s2_x2c"
+emotrain export "$runs/s2_x2c/best.pt" "$runs/s2_48/best.pt" --out "$engines/emocam.onnx" --fer "$fer" --mirror
 emotrain evaluate "$engines/emocam.onnx" --fer "$fer" --split PrivateTest --out docs/results/shipped-fer
 emotrain evaluate "$engines/emocam.onnx" --folder "$data/wild/val" --out docs/results/shipped-wild
 emotrain evaluate "$engines/emocam.onnx" --folder "$data/ckplus48/val" --out docs/results/shipped-ckplus

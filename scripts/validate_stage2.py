@@ -21,7 +21,7 @@ import torch
 
 from emocam.train.data import fer_sets, load_target, read_fer_csv
 from emocam.train.export import load_checkpoint, load_network
-from emocam.train.fit import to_input
+from emocam.train.fit import predict
 from emocam.train.metrics import scores
 
 
@@ -49,10 +49,8 @@ def main() -> None:
         net, _, _ = load_network([Path(p) for p in spec.split("+")], args.mirror)
         row = {}
         for name, faces in sets.items():
-            with torch.no_grad():
-                probs = torch.cat([net(to_input(faces.images[i:i + 256], pre, torch.device("cpu")))
-                                   for i in range(0, len(faces.images), 256)])
-            r = scores(faces.labels, probs.argmax(1).numpy())
+            probs = predict(net, faces.images, pre, torch.device("cpu"))  # a softmax again: the same argmax
+            r = scores(faces.labels, probs.argmax(1))
             row[name] = {"accuracy": round(r["accuracy"], 4), "mean_recall": round(r["mean_recall"], 4)}
         print(json.dumps({"model": spec, "mirror": args.mirror, **row}))
 

@@ -73,8 +73,8 @@ class Pipeline:
         self.queue_size = queue_size
 
     def warmup(self, shape: tuple[int, int, int] = (360, 640, 3)) -> None:
-        """One detector, Face Mesh and model call on blank input, so that first-call set-up neither is timed nor
-        stalls a stream."""
+        """One detector and model call on blank input and one Face Mesh call on a drawn face, so that first-call
+        set-up neither is timed nor stalls a stream."""
         self.detector(np.zeros(shape, np.uint8))
         self.landmarker.warmup()
         pre = self.backend.contract.pre

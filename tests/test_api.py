@@ -35,6 +35,14 @@ def test_the_readme_python_examples_run(tmp_path: Path) -> None:
     assert "face_id" in result.stdout  # the table printed by the last example
 
 
+def test_a_turned_face_brings_no_mediapipe_log_line(tiny_model: Path, shared: Path) -> None:
+    # The first face Face Mesh finds makes mediapipe log a line on stderr; the warm-up, which runs silenced, takes it.
+    code = "import sys, emocam; print(list(emocam.Recognizer(sys.argv[1])(sys.argv[2]).landmarks))"
+    result = run("-c", code, tiny_model, shared / "wild" / "val" / "sad" / "Jayamadhuri_91.jpg")
+    assert result.returncode == 0 and "mesh" in result.stdout, result.stderr[-2000:]
+    assert result.stderr == ""
+
+
 @pytest.fixture(scope="module")
 def rec(tiny_model: Path):
     with emocam.Recognizer(tiny_model, backend="onnxruntime") as r:

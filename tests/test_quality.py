@@ -10,7 +10,7 @@ import pytest
 
 from emocam.detect import FaceDetector, enlarge
 from emocam.faces import Faces
-from emocam.quality import Gate, Landmarker, keypoint_pose
+from emocam.quality import FaceMesh, Gate, Landmarker, drawn_face, keypoint_pose
 from emocam.smooth import Smoother
 
 
@@ -81,6 +81,18 @@ def test_keypoint_pose_turns_sign_in_a_mirror(shared: Path) -> None:
         mirrored = keypoint_pose(detect(np.ascontiguousarray(image[:, ::-1])).keypoints)[0]
     assert np.sign(pose[0]) == -np.sign(mirrored[0]) and abs(pose[0] + mirrored[0]) < 6
     assert abs(pose[1] - mirrored[1]) < 3 and abs(pose[2] + mirrored[2]) < 3
+
+
+def test_face_mesh_finds_the_warm_up_face() -> None:
+    mesh = FaceMesh()
+    try:
+        found = mesh(*drawn_face())
+    finally:
+        mesh.close()
+    assert found is not None
+    eyes, pose = found
+    np.testing.assert_allclose(eyes, [[75, 90], [125, 90]], atol=6)  # where the eyes were drawn
+    assert abs(pose[0]) < 15 and abs(pose[2]) < 5
 
 
 def test_the_gate_names_small_and_implausible_faces() -> None:

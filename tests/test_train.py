@@ -36,6 +36,21 @@ def fer_csv(shared: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def small_fer(fer_csv: Path, tmp_path_factory) -> Path:
+    """The real FER-2013 csv cut to 300 faces of each of its three splits, for runs that need it but few faces."""
+    path = tmp_path_factory.mktemp("fer") / "fer2013.csv.gz"
+    kept = {"Training": 0, "PublicTest": 0, "PrivateTest": 0}
+    with gzip.open(fer_csv, "rt", newline="") as src, gzip.open(path, "wt", newline="") as dst:
+        dst.write(src.readline())
+        for line in src:
+            usage = line.rstrip().rsplit(",", 1)[1]
+            if kept[usage] < 300:
+                kept[usage] += 1
+                dst.write(line)
+    return path
+
+
+@pytest.fixture(scope="module")
 def small_target(shared: Path, tmp_path_factory) -> Path:
     """A few real wild images per class, in the target folder layout."""
     root = tmp_path_factory.mktemp("wild")
@@ -234,6 +249,20 @@ def test_resumed_run_equals_an_uninterrupted_one(fer_csv, tmp_path):
         assert torch.equal(cut["model"][name], value), name
 
 
+def test_distill_changes_what_the_rehearsed_faces_are_taught(small_fer, small_target, tmp_path):
+    common = dict(data="target", target=small_target, fer=small_fer, rehearse=64, limit=128, epochs=1, batch=32,
+                  lr=0.01, threads=2)
+    losses = []
+    for share in (0.0, 1.0):  # everything else seeded alike: only the rehearsed faces' targets differ
+        run_stage(StageConfig(out=tmp_path / str(share), distill=share, **common))
+        losses.append(torch.load(tmp_path / str(share) / "last.pt", weights_only=False)["history"][0]["loss"])
+    assert losses[0] != losses[1]
+    with pytest.raises(ValueError, match="--distill must be between 0 and 1"):
+        StageConfig(out=tmp_path / "x", data="target", target=small_target, rehearse=64, distill=1.5)
+    with pytest.raises(ValueError, match="--distill needs --rehearse"):
+        StageConfig(out=tmp_path / "x", data="target", target=small_target, distill=0.5)
+
+
 def test_fer_image_folder_layout(fer_csv, tmp_path, pre48):
     images, labels, usage = D.read_fer_csv(fer_csv)
     for split, use in (("train", 0), ("test", 2)):
@@ -294,7 +323,7 @@ def test_rehearsal_brings_fer_faces_into_the_target_stage(fer_csv, small_target,
 
 def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     """--arch, --init (whose architecture the next stage takes by default), --target (twice), --footage, --carve,
-    --fer-framing, --rehearse and --ferplus, as the checkpoint records them."""
+    --fer-framing, --rehearse, --distill and --ferplus, as the checkpoint records them."""
     first = _emotrain("fer", "--fer", str(fer_csv), "--variant", "fer28", "--limit", "64", "--epochs", "1",
                       "--batch", "32", "--arch", "mobilenet_v2_x2", "--out", str(tmp_path / "s1"))
     assert first.returncode == 0, first.stderr
@@ -302,7 +331,7 @@ def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     if not second.exists():
         shutil.copytree(small_target, second)
     result = _emotrain("single", "--init", str(tmp_path / "s1" / "best.pt"), "--target", str(small_target),
-                       "--target", str(second), "--fer", str(fer_csv), "--rehearse", "16", "--footage", "0.25",
+                       "--target", str(second), "--fer", str(fer_csv), "--rehearse", "16", "--distill", "0.5", "--footage", "0.25",
                        "--carve", "0.3", "--fer-framing", "own", "--ferplus", str(shared / "ferplus" / "fer2013new.csv"),
                        "--ferplus-majority", "--epochs", "1", "--batch", "32", "--out", str(tmp_path / "s2"))
     assert result.returncode == 0, result.stderr
@@ -310,7 +339,8 @@ def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     config = ckpt["config"]
     assert config["arch"] == "mobilenet_v2_x2" and json.loads(ckpt["contract"])["preprocess"]["size"] == 48
     assert config["target"] == [str(small_target), str(second)]
-    assert (config["footage"], config["carve"], config["rehearse"], config["fer_framing"]) == (0.25, 0.3, 16, "own")
+    assert (config["footage"], config["carve"], config["rehearse"], config["distill"], config["fer_framing"]) == \
+        (0.25, 0.3, 16, 0.5, "own")
     assert config["ferplus"].endswith("fer2013new.csv") and config["ferplus_majority"]
     assert ckpt["origin"]["init"] == str(tmp_path / "s1" / "best.pt")
     report = json.loads((tmp_path / "s2" / "report.json").read_text())

@@ -22,6 +22,8 @@ Target = Annotated[Optional[list[Path]], typer.Option(help="target set folder wi
 Init = Annotated[str, typer.Option(help="imagenet, or a checkpoint (best.pt) to continue from")]
 Rehearse = Annotated[int, typer.Option(help="with --fer: this many FER-2013 training faces, drawn anew, join each "
                                              "epoch on the target sets, so that FER-2013 is not forgotten")]
+Distill = Annotated[float, typer.Option(help="with --rehearse: the share of each rehearsed face's target that is the "
+                                           "starting model's own probabilities, so that it keeps its FER-2013 answers")]
 Carve = Annotated[float, typer.Option(help="share of each target set's train persons kept apart to choose the epoch")]
 FerFraming = Annotated[str, typer.Option(help="FER-2013 faces as they are (own) or re-cropped like live faces (live)")]
 Footage = Annotated[float, typer.Option(help="share of training faces made to look like video: downscaled, blurred, "
@@ -121,7 +123,7 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fer
             epochs1: Epochs = 20, lr1: Lr = 1e-3, epochs2: Epochs = 20, lr2: Lr = 1e-3, step: Step = 10,
             batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
             erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
-            rehearse: Rehearse = 0, limit: Limit = None, seed: Seed = 0, resume: Resume = False,
+            rehearse: Rehearse = 0, distill: Distill = 0.0, limit: Limit = None, seed: Seed = 0, resume: Resume = False,
             device: Device = "auto", threads: Threads = None, export: Export = True) -> None:
     """The cascade: ImageNet -> FER-2013 (FER32) -> target sets, then export."""
     common = dict(arch=arch, size=size, batch=batch, momentum=momentum, weight_decay=weight_decay, step=step,
@@ -130,7 +132,7 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fer
     s1 = _stage(out=out / "stage1", data="fer32", ferplus=ferplus, ferplus_majority=ferplus_majority, init="imagenet",
                 weights=weights, epochs=epochs1, lr=lr1, limit=limit, **common)
     s2 = _stage(out=out / "stage2", data="target", init="stage1", epochs=epochs2, lr=lr2, select="acc",
-                rehearse=rehearse, **common)
+                rehearse=rehearse, distill=distill, **common)
     from .fit import cascade as run_cascade
 
     for folder in target or ():  # stage 2 reads them: say so before stage 1 makes its folder
@@ -146,7 +148,7 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = N
            weights: Weights = None, init: Init = "imagenet", epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10,
            batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
            erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
-           rehearse: Rehearse = 0, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
+           rehearse: Rehearse = 0, distill: Distill = 0.0, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
            threads: Threads = None, fer: Fer = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
            export: Export = False) -> None:
     """One stage on the target sets: from ImageNet (the paper's single scheme), or with --init from an earlier
@@ -156,7 +158,7 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = N
                  ferplus_majority=ferplus_majority, arch=arch, size=size, init=init,
                  weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
                  weight_decay=weight_decay, balance=balance, erase=erase, footage=footage, carve=carve,
-                 fer_framing=fer_framing, rehearse=rehearse, seed=seed, device=device, threads=threads)
+                 fer_framing=fer_framing, rehearse=rehearse, distill=distill, seed=seed, device=device, threads=threads)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))

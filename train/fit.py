@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -55,6 +56,7 @@ class StageConfig:
     erase: float = 0.0
     footage: float = 0.0
     rehearse: int = 0
+    distill: float = 0.0
     select: str = "acc"
     limit: int | None = None
     seed: int = 0
@@ -71,6 +73,10 @@ class StageConfig:
             raise ValueError(f"--carve must be between 0 and 1, got {self.carve}")
         if self.data not in DATA_KINDS:
             raise ValueError(f"unknown data '{self.data}'; choose one of {', '.join(DATA_KINDS)}")
+        if not 0 <= self.distill <= 1:
+            raise ValueError(f"--distill must be between 0 and 1, got {self.distill}")
+        if self.distill and not self.rehearse:
+            raise ValueError("--distill needs --rehearse: it changes what the rehearsed faces are taught")
         if self.select not in ("acc", "recall"):
             raise ValueError(f"unknown selection metric '{self.select}'; choose acc or recall")
         if self.arch is None:
@@ -256,6 +262,8 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
     pre = cfg.preprocess()
     splits = load_splits(cfg, pre)
     model, origin = _initial_model(cfg)
+    # With ``distill``, the starting model as it is now tells what each rehearsed face is, the first time it is drawn.
+    teacher = copy.deepcopy(model).to(device) if cfg.distill and splits.rehearsal is not None else None
     out = Path(cfg.out)  # made once the data and the starting weights are known to be good
     out.mkdir(parents=True, exist_ok=True)
     model.to(device, memory_format=torch.channels_last)  # 2-3x faster convolutions on the CPU
@@ -279,6 +287,7 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
     train = splits.train if splits.rehearsal is None else FaceSet.concat([splits.train, splits.rehearsal], "train")
     onehot = np.eye(len(CLASSES), dtype=np.float32)
     targets = torch.from_numpy(train.soft if train.soft is not None else onehot[train.labels])
+    taught = np.arange(len(train)) < own  # faces whose targets are final; the others await the teacher
     gen = torch.Generator().manual_seed(cfg.seed)
     print(f"{cfg.data}: train {len(train)} {train.counts()}, val {len(splits.val)} on {device}; {origin}")
 
@@ -299,6 +308,11 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
             idx = order[i:i + cfg.batch].numpy()
             if len(idx) < 2:
                 continue
+            new = idx[~taught[idx]]
+            if teacher is not None and len(new):
+                said = torch.from_numpy(predict(teacher, train.images[new], pre, device))
+                targets[new] = (1 - cfg.distill) * targets[new] + cfg.distill * said
+                taught[new] = True
             x = to_input(train.images[idx], pre, device)
             if cfg.augment:
                 x = augment(x, gen, cfg.erase, cfg.footage)

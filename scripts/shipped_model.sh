@@ -5,8 +5,8 @@
 #      chosen on PublicTest again;
 #   2. the 48 px network and the longer 96 px one each through stage 2: the target sets wild/ and ckplus48/ through
 #      the live detector, landmarks, gate and crop, with footage-like augmentation and 3,000 FER-2013 faces rehearsed
-#      each epoch; the epoch chosen on the persons carved out of the targets' train folders and as many carved FER-2013
-#      faces;
+#      each epoch (for the 96 px network, half of each rehearsed face's target is its stage-1 network's own answer);
+#      the epoch chosen on the persons carved out of the targets' train folders and as many carved FER-2013 faces;
 #   3. the two stage-2 networks exported as one model (probabilities averaged) with the mirror average, the choice
 #      made on validation faces (scripts/validate_stage2.py, docs/results.md); scored on FER-2013 PrivateTest,
 #      wild/val and ckplus48/val, none of which chose anything.
@@ -28,8 +28,8 @@ emotrain fer --fer "$fer" --variant fer28 --arch mobilenet_v2_x2 --init "$runs/s
 emotrain fer --fer "$fer" --variant fer28 --arch mobilenet_v2_x2 --init "$runs/s1_x2b/best.pt" --epochs 6 --step 3 \
   --lr 0.001 --erase 0.5 --out "$runs/s1_x2c" --resume
 emotrain single --init "$runs/s1_48/best.pt" "${stage2[@]}" --out "$runs/s2_48"
-emotrain single --init "$runs/s1_x2c/best.pt" "${stage2[@]}" --out "$runs/s2_x2c"
-emotrain export "$runs/s2_x2c/best.pt" "$runs/s2_48/best.pt" --out "$engines/emocam.onnx" --fer "$fer" --mirror
+emotrain single --init "$runs/s1_x2c/best.pt" "${stage2[@]}" --distill 0.5 --out "$runs/s2d_x2"
+emotrain export "$runs/s2d_x2/best.pt" "$runs/s2_48/best.pt" --out "$engines/emocam.onnx" --fer "$fer" --mirror
 emotrain evaluate "$engines/emocam.onnx" --fer "$fer" --split PrivateTest --out docs/results/shipped-fer
 emotrain evaluate "$engines/emocam.onnx" --folder "$data/wild/val" --out docs/results/shipped-wild
 emotrain evaluate "$engines/emocam.onnx" --folder "$data/ckplus48/val" --out docs/results/shipped-ckplus

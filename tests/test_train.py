@@ -331,9 +331,10 @@ def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     if not second.exists():
         shutil.copytree(small_target, second)
     result = _emotrain("single", "--init", str(tmp_path / "s1" / "best.pt"), "--target", str(small_target),
-                       "--target", str(second), "--fer", str(fer_csv), "--rehearse", "16", "--distill", "0.5", "--footage", "0.25",
-                       "--carve", "0.3", "--fer-framing", "own", "--ferplus", str(shared / "ferplus" / "fer2013new.csv"),
-                       "--ferplus-majority", "--epochs", "1", "--batch", "32", "--out", str(tmp_path / "s2"))
+                       "--target", str(second), "--fer", str(fer_csv), "--rehearse", "16", "--distill", "0.5",
+                       "--footage", "0.25", "--carve", "0.3", "--fer-framing", "own",
+                       "--ferplus", str(shared / "ferplus" / "fer2013new.csv"), "--ferplus-majority",
+                       "--epochs", "1", "--batch", "32", "--out", str(tmp_path / "s2"))
     assert result.returncode == 0, result.stderr
     ckpt = torch.load(tmp_path / "s2" / "best.pt", weights_only=False)
     config = ckpt["config"]

@@ -148,9 +148,9 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = N
            weights: Weights = None, init: Init = "imagenet", epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10,
            batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
            erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
-           rehearse: Rehearse = 0, distill: Distill = 0.0, seed: Seed = 0, resume: Resume = False, device: Device = "auto",
-           threads: Threads = None, fer: Fer = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
-           export: Export = False) -> None:
+           rehearse: Rehearse = 0, distill: Distill = 0.0, seed: Seed = 0, resume: Resume = False,
+           device: Device = "auto", threads: Threads = None, fer: Fer = None, ferplus: FerPlus = None,
+           ferplus_majority: Majority = False, export: Export = False) -> None:
     """One stage on the target sets: from ImageNet (the paper's single scheme), or with --init from an earlier
     stage's checkpoint (the cascade's stage 2 alone); with --fer it is also scored on FER-2013 PrivateTest, and
     the faces --rehearse draws take FER+'s labels with --ferplus."""

@@ -308,8 +308,8 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
             idx = order[i:i + cfg.batch].numpy()
             if len(idx) < 2:
                 continue
-            new = idx[~taught[idx]]
-            if teacher is not None and len(new):
+            if teacher is not None and not taught[idx].all():
+                new = idx[~taught[idx]]
                 said = torch.from_numpy(predict(teacher, train.images[new], pre, device))
                 targets[new] = (1 - cfg.distill) * targets[new] + cfg.distill * said
                 taught[new] = True

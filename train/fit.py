@@ -287,7 +287,7 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
     train = splits.train if splits.rehearsal is None else FaceSet.concat([splits.train, splits.rehearsal], "train")
     onehot = np.eye(len(CLASSES), dtype=np.float32)
     targets = torch.from_numpy(train.soft if train.soft is not None else onehot[train.labels])
-    taught = np.arange(len(train)) < own  # faces whose targets are final; the others await the teacher
+    taught = np.zeros(len(train), bool)  # rehearsed faces whose targets already take in the teacher's answer
     gen = torch.Generator().manual_seed(cfg.seed)
     print(f"{cfg.data}: train {len(train)} {train.counts()}, val {len(splits.val)} on {device}; {origin}")
 
@@ -300,6 +300,11 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
                  else torch.randperm(own, generator=gen))
         if splits.rehearsal is not None:
             drawn = own + torch.randperm(len(splits.rehearsal), generator=gen)[:cfg.rehearse]
+            new = drawn.numpy()[~taught[drawn.numpy()]] if teacher is not None else []
+            if len(new):
+                said = torch.from_numpy(predict(teacher, train.images[new], pre, device))
+                targets[new] = (1 - cfg.distill) * targets[new] + cfg.distill * said
+                taught[new] = True
             order = torch.cat([order, drawn])[torch.randperm(own + len(drawn), generator=gen)]
         model.train()
         started, seen, loss_sum = time.time(), 0, 0.0
@@ -308,11 +313,6 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
             idx = order[i:i + cfg.batch].numpy()
             if len(idx) < 2:
                 continue
-            if teacher is not None and not taught[idx].all():
-                new = idx[~taught[idx]]
-                said = torch.from_numpy(predict(teacher, train.images[new], pre, device))
-                targets[new] = (1 - cfg.distill) * targets[new] + cfg.distill * said
-                taught[new] = True
             x = to_input(train.images[idx], pre, device)
             if cfg.augment:
                 x = augment(x, gen, cfg.erase, cfg.footage)

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -77,8 +77,10 @@ def output_name(path: Path) -> str:
 
 def options_key(options: Options, every_frame: bool) -> str:
     """A digest of what decides the outputs' content: the model's bytes and every option that changes an answer."""
-    facts = {k: v for k, v in asdict(options).items() if k not in ("model", "device", "batch_frames")}
-    facts.update(model=sha256(options.model_path), every_frame=every_frame)
+    # The face reading counts as the settings it resolves to, however it was given.
+    skip = ("model", "device", "batch_frames", "reading", "detector", "min_score")
+    facts = {k: v for k, v in asdict(options).items() if k not in skip}
+    facts.update(model=sha256(options.model_path), every_frame=every_frame, reading=options.face_reading.to_dict())
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -96,7 +98,7 @@ def input_key(path: Path, options_digest: str) -> str:
 def recognizer(options: Options) -> Recognizer:
     """The recognizer of this process for ``options``, built on first use: a worker loads the model once, not once
     per input."""
-    return Recognizer(**asdict(options))
+    return Recognizer(**vars(options))
 
 
 def process(job: Job) -> dict:
@@ -297,7 +299,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, options: Option
         require("ray")
         ray = ray_head(ray)
     if options.model is not None:
-        options = Options(**(asdict(options) | {"model": Path(options.model).absolute()}))
+        options = replace(options, model=Path(options.model).absolute())
     if not options.model_path.is_file():
         raise ModelError(f"model file not found: {options.model_path}")
     if ray is None and workers == 1:

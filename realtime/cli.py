@@ -16,6 +16,7 @@ from . import USER_ERRORS
 from .backends import BACKENDS, throughput
 from .outputs import SinkError, Staged, check_paths
 from .pipeline import STAGES, Timings
+from .reading import reading_presets
 from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model, quiet_native_stderr
 from .sinks import CsvSink, JsonlSink, ProgressBar, VideoSink, Window, video_name
 from .sources import STREAM_TIMEOUT_S, EndedEarly, open_source
@@ -28,8 +29,9 @@ ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="ONNX model wi
 BackendOpt = Annotated[str, typer.Option("--backend", help=f"inference backend: auto (fastest here), {', '.join(BACKENDS)}")]
 DeviceOpt = Annotated[int, typer.Option("--device", min=0, help="GPU index for the GPU backends")]
 BatchFramesOpt = Annotated[int, typer.Option("--batch-frames", min=1, help="video files: frames whose faces share a model call (live: always 1)")]
-DetectorOpt = Annotated[str, typer.Option("--detector", help="BlazeFace range: short (faces within 2 m), full (far faces) or both")]
-MinScoreOpt = Annotated[float, typer.Option("--min-score", min=0.0, max=1.0, help="lowest detector score taken as a face")]
+ReadingOpt = Annotated[str, typer.Option("--reading", help=f"how faces are read, a preset: {reading_presets()}")]
+DetectorOpt = Annotated[Optional[str], typer.Option("--detector", help="BlazeFace range: short (faces within 2 m), full (far faces) or both (default: the reading's)")]
+MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", min=0.0, max=1.0, help="lowest detector score taken as a face (default: the reading's)")]
 TauOpt = Annotated[float, typer.Option("--tau", min=0.0, help="smoothing time constant in seconds")]
 HysteresisOpt = Annotated[float, typer.Option("--hysteresis", min=0.0, help="margin before the label changes")]
 EveryFrameOpt = Annotated[bool, typer.Option("--every-frame", help="CSV/JSONL: also a row for each frame without a face (only frame and timestamp_s filled), so rows line up with the video's timeline")]
@@ -77,6 +79,7 @@ def live(
     backend: BackendOpt = DEFAULTS.backend,
     device: DeviceOpt = DEFAULTS.device,
     batch_frames: BatchFramesOpt = DEFAULTS.batch_frames,
+    reading: ReadingOpt = DEFAULTS.reading,
     detector: DetectorOpt = DEFAULTS.detector,
     min_score: MinScoreOpt = DEFAULTS.min_score,
     tau: TauOpt = DEFAULTS.tau,
@@ -103,7 +106,7 @@ def live(
                                               live=None if video is None else False, timeout_s=timeout))
         rec = stack.enter_context(Recognizer(model, detector=detector, backend=backend, device=device,
                                              min_score=min_score, tau=tau, hysteresis=hysteresis,
-                                             batch_frames=batch_frames))
+                                             batch_frames=batch_frames, reading=reading))
         classes = rec.classes
         # First in, last closed: while standard output carries JSONL, whatever the others print at close goes to stderr.
         sinks = [] if jsonl is None else [stack.enter_context(JsonlSink(jsonl, classes, every_frame))]
@@ -132,6 +135,7 @@ def bench(
     backend: BackendOpt = DEFAULTS.backend,
     device: DeviceOpt = DEFAULTS.device,
     batch_frames: BatchFramesOpt = DEFAULTS.batch_frames,
+    reading: ReadingOpt = DEFAULTS.reading,
     detector: DetectorOpt = DEFAULTS.detector,
     min_score: MinScoreOpt = DEFAULTS.min_score,
 ) -> None:
@@ -141,7 +145,7 @@ def bench(
         staged = None if json_out is None else stack.enter_context(Staged(json_out))
         src = stack.enter_context(open_source(video, live=False))
         rec = stack.enter_context(Recognizer(model, detector=detector, backend=backend, device=device,
-                                             min_score=min_score, batch_frames=batch_frames))
+                                             min_score=min_score, batch_frames=batch_frames, reading=reading))
         pipeline = rec.pipeline
         timings = rec.run(src)
         if src.ended_early is not None:
@@ -150,7 +154,8 @@ def bench(
         print(bench_table(timings, pipeline.backend.name, rates))
         if staged is not None:
             report = {"video": str(video), "model": str(model or default_model()), "backend": pipeline.backend.name,
-                      "device": device, "batch_frames": batch_frames, "detector": detector, **timings.to_dict(),
+                      "device": device, "batch_frames": batch_frames, "detector": rec.reading.detector,
+                      "reading": rec.reading.to_dict(), **timings.to_dict(),
                       "classifier": {"ms_per_face_batch1": round(1e3 / rates[1], 4),
                                      "faces_per_s": {str(n): round(r, 1) for n, r in rates.items()}}}
             staged.fill(lambda path: path.write_text(json.dumps(report, indent=2) + "\n"))
@@ -168,6 +173,7 @@ def batch(
     backend: BackendOpt = DEFAULTS.backend,
     device: DeviceOpt = DEFAULTS.device,
     batch_frames: BatchFramesOpt = DEFAULTS.batch_frames,
+    reading: ReadingOpt = DEFAULTS.reading,
     detector: DetectorOpt = DEFAULTS.detector,
     min_score: MinScoreOpt = DEFAULTS.min_score,
     tau: TauOpt = DEFAULTS.tau,
@@ -177,8 +183,8 @@ def batch(
     or has no face is recorded and the batch goes on; a rerun skips what was finished with the same model and options."""
     from .batch import INDEX, run_batch
 
-    options = Options(model=model, detector=detector, min_score=min_score, backend=backend, device=device, tau=tau,
-                      hysteresis=hysteresis, batch_frames=batch_frames)
+    options = Options(model=model, reading=reading, detector=detector, min_score=min_score, backend=backend,
+                      device=device, tau=tau, hysteresis=hysteresis, batch_frames=batch_frames)
     counts = run_batch(inputs, out_dir, options, every_frame, workers, ray, parquet)
     skipped = counts.pop("skipped")
     ran = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"

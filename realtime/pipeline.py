@@ -25,6 +25,7 @@ from .gate import Gate
 from .landmarks import Landmarker
 from .overlay import annotate
 from .predictor import BatchedPredictor
+from .reading import FaceReading, in_original, read_faces, resolve_reading
 from .sinks import Sink
 from .smooth import Smoother
 from .sources import Source
@@ -63,8 +64,10 @@ class Pipeline:
 
     def __init__(self, detector: Callable[[np.ndarray], Faces], backend: Backend, tracker: Tracker | None = None,
                  smoother: Smoother | None = None, queue_size: int = 4, landmarker: Landmarker | None = None,
-                 gate: Gate | None = None) -> None:
+                 gate: Gate | None = None, reading: FaceReading | None = None) -> None:
         self.detector = detector
+        # Its enlarging and which faces it keeps apply here; its range and score are the detector's.
+        self.reading = resolve_reading(reading)
         self.backend = backend
         # Not ``tracker or Tracker()``: both define __len__, so an empty one is falsy and would be replaced.
         self.tracker = Tracker() if tracker is None else tracker
@@ -83,8 +86,10 @@ class Pipeline:
         self.backend.predict(to_tensor(np.zeros((1, pre.size, pre.size), np.uint8), pre))
 
     def detect(self, image: np.ndarray) -> Faces:
-        """Faces in a BGR image with trusted landmarks, head pose and the quality gate's verdict."""
-        return self.gate(self.landmarker(image, self.detector(image)))
+        """Faces in a BGR image, read as ``reading`` says, with trusted landmarks, head pose and the quality gate's
+        verdict, in the image's pixels."""
+        seen, faces = read_faces(image, self.reading, self.detector, self.landmarker, self.gate)
+        return faces if seen is image else in_original(faces, image.shape)
 
     def process(self, frame: Frame, faces: Faces, timings: Timings) -> Faces:
         """Track, align (all faces in one batch), infer and smooth the detected faces of one frame."""

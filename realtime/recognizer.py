@@ -15,11 +15,11 @@ import numpy as np
 
 from .backends import open_backend
 from .contract import ModelError
-from .detect import MIN_SCORE, RANGES, FaceDetector
 from .extras import require
 from .faces import Faces, Frame
 from .landmarks import Landmarker
 from .pipeline import Pipeline, Timings
+from .reading import DEFAULT_READING, FaceReading, resolve_reading
 from .records import dataframe, iter_dicts
 from .sinks import Sink
 from .smooth import Smoother
@@ -37,8 +37,11 @@ class Options:
     theirs from here."""
 
     model: Path | None = None
-    detector: str = "short"
-    min_score: float = MIN_SCORE
+    # How faces are read: a preset of ``emocam.reading.READINGS`` (or a FaceReading); ``detector`` and ``min_score``,
+    # where given, replace its range and score.
+    reading: str | FaceReading = DEFAULT_READING
+    detector: str | None = None
+    min_score: float | None = None
     backend: str = "auto"
     device: int | str = 0
     tau: float = 0.3
@@ -47,11 +50,18 @@ class Options:
     batch_frames: int = 8
 
     def __post_init__(self) -> None:
-        if self.detector not in RANGES:
-            raise UsageProblem(f"unknown detector '{self.detector}'; choose one of {', '.join(RANGES)}")
-        if self.batch_frames < 1 or self.tau < 0 or self.hysteresis < 0 or not 0 <= self.min_score <= 1:
-            raise UsageProblem(f"batch_frames must be >= 1, tau and hysteresis >= 0 and min_score in [0, 1]; got "
-                               f"{self.batch_frames}, {self.tau}, {self.hysteresis} and {self.min_score}")
+        try:
+            self.face_reading
+        except ValueError as e:
+            raise UsageProblem(str(e)) from None
+        if self.batch_frames < 1 or self.tau < 0 or self.hysteresis < 0:
+            raise UsageProblem(f"batch_frames must be >= 1, tau and hysteresis >= 0; got "
+                               f"{self.batch_frames}, {self.tau} and {self.hysteresis}")
+
+    @property
+    def face_reading(self) -> FaceReading:
+        """How these options read faces: the preset with ``detector`` and ``min_score`` applied."""
+        return resolve_reading(self.reading, detector=self.detector, min_score=self.min_score)
 
     @property
     def model_path(self) -> Path:
@@ -104,23 +114,25 @@ class Recognizer:
     >>> table = rec.analyze("clip.mp4")         # a pandas DataFrame, one row per face per frame
     """
 
-    def __init__(self, model: str | Path | None = None, detector: str = DEFAULTS.detector,
-                 backend: str = DEFAULTS.backend, device: int | str = DEFAULTS.device, min_score: float = DEFAULTS.min_score,
-                 tau: float = DEFAULTS.tau, hysteresis: float = DEFAULTS.hysteresis,
-                 batch_frames: int = DEFAULTS.batch_frames) -> None:
-        self.options = Options(model=None if model is None else Path(model), detector=detector, min_score=min_score,
-                               backend=backend, device=device, tau=tau, hysteresis=hysteresis,
+    def __init__(self, model: str | Path | None = None, detector: str | None = DEFAULTS.detector,
+                 backend: str = DEFAULTS.backend, device: int | str = DEFAULTS.device,
+                 min_score: float | None = DEFAULTS.min_score, tau: float = DEFAULTS.tau,
+                 hysteresis: float = DEFAULTS.hysteresis, batch_frames: int = DEFAULTS.batch_frames,
+                 reading: str | FaceReading = DEFAULTS.reading) -> None:
+        self.options = Options(model=None if model is None else Path(model), reading=reading, detector=detector,
+                               min_score=min_score, backend=backend, device=device, tau=tau, hysteresis=hysteresis,
                                batch_frames=batch_frames)
+        self.reading = self.options.face_reading
         path = self.options.model_path
         if model is None and not path.is_file():
             raise ModelError(f"no model shipped at {path} yet; pass --model PATH (an ONNX file from 'emotrain export')")
         engine = open_backend(path, backend, device, threads=1)
         self._stack = ExitStack()
         with quiet_stderr():
-            face_detector = self._stack.enter_context(FaceDetector(detector, min_score))
+            face_detector = self._stack.enter_context(self.reading.open_detector())
             landmarker = self._stack.enter_context(Landmarker())
             self.pipeline = Pipeline(face_detector, engine, Tracker(), Smoother(tau_s=tau, hysteresis=hysteresis),
-                                     landmarker=landmarker)
+                                     landmarker=landmarker, reading=self.reading)
             self.pipeline.warmup()
 
     @property

@@ -171,12 +171,14 @@ def test_train_and_live_preprocessing_are_identical(small_target, fer_csv, pre48
     """From the same raw image, the training data path and the live pipeline give the model the same input."""
     from emocam import Recognizer
     from emocam.detect import enlarge
+    from emocam.reading import READINGS
     from emocam.train.framing import live_crops
 
     faces, report = T.load_target(small_target / "val", pre48)
     files = [f for f in sorted((small_target / "val").glob("*/*.jpg"))
              if str(f.relative_to(small_target / "val")) not in report.no_face]
-    with Recognizer(tiny_model, detector="both", min_score=T.TARGET_MIN_SCORE) as live:
+    stills = READINGS[T.TARGET_READING]  # its range and score; these frames are large enough not to be enlarged
+    with Recognizer(tiny_model, detector=stills.detector, min_score=stills.min_score) as live:
         for i in (0, 1):  # a wild photo, as a target image and as a frame
             seen = live(str(files[i]))
             k = int(np.argmax(seen.boxes[:, 2] * seen.boxes[:, 3]))
@@ -184,7 +186,8 @@ def test_train_and_live_preprocessing_are_identical(small_target, fer_csv, pre48
             assert seen.passed[k] == faces.passed[i]
     # A FER-2013 face re-cropped like a live face (--fer-framing live) and the same face enlarged as a frame.
     fer_face = D.read_fer_csv(fer_csv)[0][:1]
-    with Recognizer(tiny_model, detector="short", min_score=0.5) as live:
+    fer = READINGS["fer"]
+    with Recognizer(tiny_model, detector=fer.detector, min_score=fer.min_score) as live:
         seen = live(enlarge(fer_face[0]))
     k = int(np.argmax(seen.scores))
     assert np.array_equal(seen.crops[k], live_crops(fer_face, pre48)[0])

@@ -9,7 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from emocam.cli import BackendOpt  # the option as emocam declares it: one declaration for both commands
+from emocam.cli import BackendOpt, ReadingOpt  # the options as emocam declares them: one declaration for both
+
+from .targets import TARGET_READING
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Train emocam's model: ImageNet -> FER-2013 -> target set (Ng et al., ICMI 2015).")
@@ -209,15 +211,20 @@ def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
              fer: Fer = None, split: Annotated[str, typer.Option(help="FER-2013 split")] = "PrivateTest",
              folder: Annotated[Optional[Path], typer.Option(help="labelled image folder <class>/*")] = None,
              out: Annotated[Optional[Path], typer.Option(help="write OUT.json and the confusion matrix OUT.png")] = None,
-             backend: BackendOpt = "onnxruntime") -> None:
+             backend: BackendOpt = "onnxruntime", reading: ReadingOpt = TARGET_READING) -> None:
     """Accuracy, mean per-class recall, per-class recall and confusion matrix on a FER-2013 split or a folder."""
+    from emocam.reading import resolve_reading
+
     from .evaluate import evaluate_model, load_for, result_files, write_result
 
+    face_reading = _run(lambda: resolve_reading(reading))
     if out is not None:  # checked before the evaluation, which takes a while
         _run(lambda: _writable(*result_files(out)))
-    result = _run(lambda: evaluate_model(model, load_for(model, fer, split, folder), backend))
-    shown = ("data", "n", "coverage", "gated", "accuracy", "mean_recall", "recall")
-    print(json.dumps({k: result[k] for k in shown}, indent=1))
+    result = _run(lambda: evaluate_model(model, load_for(model, fer, split, folder, face_reading), backend))
+    if folder is not None:  # FER-2013's faces come cropped: no reading applies to them
+        result["reading"] = face_reading.to_dict()
+    shown = ("data", "n", "coverage", "gated", "accuracy", "mean_recall", "recall", "reading")
+    print(json.dumps({k: result[k] for k in shown if k in result}, indent=1))
     if out is not None:
         _run(lambda: write_result(result, out))
 

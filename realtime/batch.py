@@ -25,11 +25,10 @@ from .outputs import SinkError, Staged, writable
 from .recognizer import Options, Recognizer, UsageProblem
 from .records import read_csv
 from .sinks import CsvSink
-from .sources import IMAGE_SUFFIXES, SourceError, open_source
+from .sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError, open_source
 from .summary import Summary
 
 # What a folder is searched for (a file named on the command line is taken whatever its name).
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp")
 MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
 
 DONE, NO_FACE, ENDED_EARLY, FAILED = "done", "no face", "ended early", "failed"

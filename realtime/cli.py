@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import USER_ERRORS
-from .backends import BACKENDS, throughput
+from .backends import BACKENDS, TIMED_BATCHES, throughput
 from .outputs import SinkError, Staged, check_paths
 from .pipeline import STAGES, Timings
 from .reading import reading_presets
@@ -36,11 +36,13 @@ TauOpt = Annotated[float, typer.Option("--tau", min=0.0, help="smoothing time co
 HysteresisOpt = Annotated[float, typer.Option("--hysteresis", min=0.0, help="margin before the label changes")]
 EveryFrameOpt = Annotated[bool, typer.Option("--every-frame", help="CSV/JSONL: also a row for each frame without a face (only frame and timestamp_s filled), so rows line up with the video's timeline")]
 
-# Batch sizes at which bench times the classifier alone, and for how long each.
-MODEL_BATCHES = (1, 8, 64)
+# How long bench times the classifier alone at each batch size.
 MODEL_SECONDS = 1.0
-# Exit code of a run whose video file ended early (cut short or corrupt): its outputs hold the frames before.
-ENDED_EARLY = 3
+# Exit codes of emocam and emotrain: an error the user can fix (told in one line); a run whose video file ended early
+# (cut short or corrupt: its outputs hold the frames before); and a run stopped by a signal, 128 + its number.
+EXIT_USER_ERROR = 2
+EXIT_ENDED_EARLY = 3
+EXIT_SIGNALLED = 128
 
 
 class Stopped(BaseException):
@@ -150,7 +152,7 @@ def bench(
         timings = rec.run(src)
         if src.ended_early is not None:
             raise src.ended_early
-        rates = throughput(pipeline.backend, MODEL_BATCHES, MODEL_SECONDS)
+        rates = throughput(pipeline.backend, TIMED_BATCHES, MODEL_SECONDS)
         print(bench_table(timings, pipeline.backend.name, rates))
         if staged is not None:
             report = {"video": str(video), "model": str(model or default_model()), "backend": pipeline.backend.name,
@@ -203,31 +205,38 @@ def bench_table(t: Timings, backend: str, rates: dict[int, float]) -> str:
     return "\n".join(lines)
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Tell the user what went wrong in one line and exit."""
+def fail(message: str, code: int = EXIT_USER_ERROR) -> int:
+    """Tell the user what went wrong in one line; returns the exit code ``code``."""
     print(f"emocam: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(code)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """The ``emocam`` command on ``argv`` (default: the process's arguments) in this process; its exit code. Every
+    error a user can cause is one line on stderr."""
+    # FFmpeg would print its own lines for streams and files it cannot open; we report those ourselves.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    try:
+        code = app(args=argv, prog_name="emocam", standalone_mode=False)
+    except EndedEarly as e:
+        return fail(str(e), EXIT_ENDED_EARLY)
+    except USER_ERRORS + (UsageProblem,) as e:
+        return fail(str(e))
+    except typer.TyperException as e:  # bad or missing options and arguments
+        return fail(e.format_message())
+    except KeyboardInterrupt:
+        return EXIT_SIGNALLED + signal.SIGINT
+    except Stopped as e:
+        return EXIT_SIGNALLED + e.signum
+    return code if isinstance(code, int) else 0
 
 
 def main() -> None:
-    """Entry point of the ``emocam`` script."""
-    # FFmpeg would print its own lines for streams and files it cannot open; we report those ourselves.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    """Entry point of the ``emocam`` script: ``run`` with native libraries' log lines dropped and stop signals taken
+    like Ctrl-C."""
     quiet_native_stderr()
     stop_on_signals()
-    try:
-        code = app(prog_name="emocam", standalone_mode=False)
-    except EndedEarly as e:
-        fail(str(e), ENDED_EARLY)
-    except USER_ERRORS + (UsageProblem,) as e:
-        fail(str(e))
-    except typer.TyperException as e:  # bad or missing options and arguments
-        fail(e.format_message())
-    except KeyboardInterrupt:
-        sys.exit(128 + signal.SIGINT)
-    except Stopped as e:
-        sys.exit(128 + e.signum)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(run())
 
 
 if __name__ == "__main__":

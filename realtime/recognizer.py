@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .backends import open_backend
+from .backends import OPT_BATCH, open_backend
 from .contract import ModelError
 from .extras import require
 from .faces import Faces, Frame
@@ -22,7 +22,7 @@ from .pipeline import Pipeline, Timings
 from .reading import DEFAULT_READING, FaceReading, resolve_reading
 from .records import dataframe, iter_dicts
 from .sinks import Sink
-from .smooth import Smoother
+from .smooth import HYSTERESIS, TAU_S, Smoother
 from .sources import Source, open_source, read_image
 from .track import Tracker
 
@@ -44,10 +44,11 @@ class Options:
     min_score: float | None = None
     backend: str = "auto"
     device: int | str = 0
-    tau: float = 0.3
-    hysteresis: float = 0.1
-    # Files send eight frames' faces per model call: less model time per face than one frame a call, even on the CPU.
-    batch_frames: int = 8
+    tau: float = TAU_S
+    hysteresis: float = HYSTERESIS
+    # Files send eight frames' faces per model call (the engines' most common batch): less model time per face than
+    # one frame a call, even on the CPU.
+    batch_frames: int = OPT_BATCH
 
     def __post_init__(self) -> None:
         try:

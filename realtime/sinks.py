@@ -44,8 +44,8 @@ class Sink:
         self.close()
 
 
-# Containers that take OpenCV's mp4v stream.
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi")
+# Containers that take OpenCV's mp4v stream: the names an annotated video may have.
+MP4V_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi")
 
 
 class CsvSink(Sink):
@@ -210,8 +210,8 @@ class VideoSink(Sink):
 def video_name(path: Path) -> Path:
     """``path`` if its suffix names a container the video sink writes, else SinkError."""
     path = Path(path)
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise SinkError(f"cannot write the video {path}: name it {', '.join(VIDEO_SUFFIXES)}")
+    if path.suffix.lower() not in MP4V_SUFFIXES:
+        raise SinkError(f"cannot write the video {path}: name it {', '.join(MP4V_SUFFIXES)}")
     return path
 
 

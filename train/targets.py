@@ -12,8 +12,9 @@ import numpy as np
 
 from emocam.align import Preprocess, crop_face
 from emocam.reading import FaceReading, read_faces, resolve_reading
+from emocam.sources import SourceError, read_image
 
-from .data import DataError, FaceSet, cache_dir, file_key, image_files, read_image_file
+from .data import DataError, FaceSet, cache_dir, file_key, image_files
 
 # How training and `emotrain evaluate --folder` read the faces of labelled stills (a preset of emocam.reading).
 TARGET_READING = "stills"
@@ -60,8 +61,8 @@ def load_target(root: Path, pre: Preprocess,
     with reading.open_detector() as detect, Landmarker() as landmarker:
         for label, f in files:
             try:
-                image = read_image_file(f)
-            except DataError:  # one corrupt file or broken link is named, and the others still count
+                image = read_image(f)
+            except SourceError:  # one corrupt file or broken link is named, and the others still count
                 unreadable.append(str(f.relative_to(root)))
                 continue
             # What the live pipeline does to every frame; the crop is taken from the image the faces were read in.

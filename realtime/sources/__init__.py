@@ -7,12 +7,12 @@ from pathlib import Path
 
 from ..faces import Frame
 from .base import STREAM_SCHEMES, EndedEarly, Source, SourceError, capture_device, open_capture, stream_url
-from .files import DECODED_SHARE, IMAGE_SUFFIXES, ImageFile, VideoFile, read_image
+from .files import DECODED_SHARE, IMAGE_SUFFIXES, VIDEO_SUFFIXES, ImageFile, VideoFile, read_image
 from .live import MAX_LAG_S, STREAM_TIMEOUT_S, LiveCapture, LiveLag, LiveSource, LiveStream
 
 __all__ = ["DECODED_SHARE", "EndedEarly", "Frame", "IMAGE_SUFFIXES", "ImageFile", "LiveCapture", "LiveLag",
            "LiveSource", "LiveStream", "MAX_LAG_S", "STREAM_SCHEMES", "STREAM_TIMEOUT_S", "Source", "SourceError",
-           "VideoFile", "capture_device", "open_capture", "open_source", "read_image", "stream_url"]
+           "VIDEO_SUFFIXES", "VideoFile", "capture_device", "open_capture", "open_source", "read_image", "stream_url"]
 
 
 def open_source(spec: str | int | Path, live: bool | None = None, timeout_s: float = STREAM_TIMEOUT_S) -> Source:

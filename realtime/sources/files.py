@@ -16,6 +16,8 @@ from .base import EndedEarly, Source, SourceError, open_capture
 
 # Still images (anything else that is a file is read as a video).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm", ".pbm")
+# What a search of a folder takes for a video (a file named on its own is read whatever its name).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp")
 # A file whose decoder stops before this share of the frames its container lists ended early (cut or corrupt); a few
 # frames short is common in good files (the sample no_face.mp4 lists 98 and decodes 95).
 DECODED_SHARE = 0.95
@@ -172,13 +174,14 @@ class ImageFile(Source):
         pass
 
 
-def read_image(path: Path) -> np.ndarray:
-    """A BGR image from a file (any format OpenCV decodes); SourceError if it cannot be read or decoded."""
+def read_image(path: Path, gray: bool = False) -> np.ndarray:
+    """A BGR (or with ``gray``, a one-channel) image from a file in any format OpenCV decodes; SourceError if it
+    cannot be read or decoded. The one way emocam and its training read an image file."""
     try:
         data = np.fromfile(str(path), np.uint8)
     except OSError as e:
         raise SourceError(f"cannot read {path}: {e.strerror}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise SourceError(f"{path} is not a decodable image")
     return image

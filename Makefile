@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test setup setup-train
+.PHONY: demo test test-fast setup setup-train
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,7 @@ demo: setup
 
 test: setup-train
 	$(BIN)/python -m pytest
+
+# Everything but the cases marked slow: the lane to run while working.
+test-fast: setup-train
+	$(BIN)/python -m pytest -m "not slow"

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import build_tiny_model
+from conftest import Ran, build_tiny_model, run_command, run_here
 from emocam.batch import INDEX, INDEX_COLUMNS
 from emocam.records import columns
 
@@ -26,10 +26,9 @@ WILD_FACES = ("AJ_Lamas_0001", "Al_Pacino_0003", "Alan_Ball_0002", "Alejandro_Go
               "Brian_Van_Dusen_0001")
 
 
-def batch(*args: object, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``emocam batch ...`` in a fresh interpreter."""
-    return subprocess.run([sys.executable, "-m", "emocam.cli", "batch", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd)
+def batch(*args: object, cwd: Path | None = None) -> Ran:
+    """``emocam batch ...`` in this process."""
+    return run_here("emocam", "batch", *args, cwd=cwd)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -71,6 +70,7 @@ def twenty_inputs(shared: Path, clip: Path, tmp_path: Path) -> tuple[list[str], 
     return [str(root / "clips"), str(photos / "*"), str(broken), str(shared / "videos" / "no_face.mp4")], root
 
 
+@pytest.mark.slow
 def test_a_batch_records_every_input_and_a_rerun_does_nothing(twenty_inputs, tiny_model: Path, tmp_path: Path) -> None:
     inputs, root = twenty_inputs
     out = tmp_path / "out"
@@ -116,6 +116,7 @@ def test_a_batch_records_every_input_and_a_rerun_does_nothing(twenty_inputs, tin
     assert (out / INDEX).read_text() == index_before
 
 
+@pytest.mark.slow
 def test_a_killed_batch_rerun_ends_whole_with_nothing_twice(clip: Path, tiny_model: Path, tmp_path: Path) -> None:
     folder = tmp_path / "clips"
     folder.mkdir()
@@ -198,6 +199,7 @@ def test_batch_errors_are_one_line(clip: Path, tiny_model: Path, tmp_path: Path)
         assert says in lines[0]
 
 
+@pytest.mark.slow
 def test_workers_run_inputs_in_several_processes_with_the_same_results(clip: Path, tiny_model: Path,
                                                                        tmp_path: Path) -> None:
     folder = tmp_path / "clips"
@@ -206,8 +208,9 @@ def test_workers_run_inputs_in_several_processes_with_the_same_results(clip: Pat
         shutil.copy(clip, folder / f"clip{i}.mp4")
     runs = {}
     for n in (1, 2):
-        result = batch(folder, "--out-dir", tmp_path / f"out{n}", "--model", tiny_model, "--backend", "onnxruntime",
-                       "--workers", n)
+        # A process of its own: the pool's workers are spawned from it.
+        result = run_command("emocam", "batch", folder, "--out-dir", tmp_path / f"out{n}", "--model", tiny_model,
+                             "--backend", "onnxruntime", "--workers", n)
         assert result.returncode == 0, result.stderr
         runs[n] = index_rows(tmp_path / f"out{n}"), outputs(tmp_path / f"out{n}")
     assert len({r["worker"] for r in runs[1][0]}) == 1 and len({r["worker"] for r in runs[2][0]}) == 2
@@ -220,6 +223,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_ray_batch_equals_a_local_one(shared: Path, clip: Path, tiny_model: Path, tmp_path: Path) -> None:
     ray_bin = Path(sys.executable).parent / "ray"
     node_dir, driver_dir = tmp_path / "node", tmp_path / "driver"
@@ -243,7 +247,9 @@ def test_a_ray_batch_equals_a_local_one(shared: Path, clip: Path, tiny_model: Pa
             time.sleep(0.2)
         assert "Ray runtime started" in log.read_text(), f"exit {node.poll()}: " + log.read_text()[-3000:]
         common = ("inputs", "--model", "tiny.onnx", "--backend", "onnxruntime")
-        on_ray = batch(*common, "--out-dir", "ray_out", "--ray", f"127.0.0.1:{port}", cwd=driver_dir, timeout=300)
+        # The driver in a process of its own, as a user runs it: it joins the cluster and leaves it.
+        on_ray = run_command("emocam", "batch", *common, "--out-dir", "ray_out", "--ray", f"127.0.0.1:{port}",
+                             cwd=driver_dir)
         assert on_ray.returncode == 0, on_ray.stderr[-3000:]
         local = batch(*common, "--out-dir", "local_out", cwd=driver_dir)
         assert local.returncode == 0, local.stderr

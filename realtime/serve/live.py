@@ -13,7 +13,7 @@ from typing import AsyncIterator, Iterator
 
 import cv2
 
-from .. import Faces, Frame, Recognizer, Source, SourceError, annotate, open_source, records
+from .. import Faces, Frame, Recognizer, Sink, Source, SourceError, open_source, records
 
 # Seconds between tries to reopen a camera or stream that failed or went away.
 RECONNECT_S = 2.0
@@ -55,21 +55,68 @@ class Paced(Source):
         self._source.close()
 
 
+class Broadcast(Sink):
+    """The live frames for their watchers on the event loop: each frame's records as an event, and its picture with
+    the overlay (drawn by the pipeline, as for the preview window) as a JPEG, encoded only while someone watches."""
+
+    overlay = True
+
+    def __init__(self, classes: tuple[str, ...], loop: asyncio.AbstractEventLoop) -> None:
+        self.classes = classes
+        self.frames = 0
+        self._loop = loop
+        self._watchers: dict[str, set[asyncio.Queue]] = {FRAME: set(), EVENT: set()}
+        self._start = time.monotonic()
+
+    def write(self, frame: Frame, faces: Faces) -> None:
+        self.frames += 1
+        event = {"t": round(time.monotonic() - self._start, 3), "frame": frame.index,
+                 "timestamp_s": round(frame.timestamp_s, 4),
+                 "stream_s": None if frame.stream_s is None else round(frame.stream_s, 4),
+                 "records": records(frame, faces, self.classes)}
+        self.send(EVENT, ("records", json.dumps(event)))
+        if self._watchers[FRAME]:
+            ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if ok:
+                self.send(FRAME, jpeg.tobytes())
+
+    def send(self, kind: str, item: object) -> None:
+        """Hand ``item`` to every watcher of ``kind`` (from any thread); None ends their watch."""
+        try:
+            self._loop.call_soon_threadsafe(self._fan_out, kind, item)
+        except RuntimeError:  # the event loop has closed: the server is stopping
+            pass
+
+    def _fan_out(self, kind: str, item: object) -> None:
+        for watcher in self._watchers[kind]:
+            if watcher.full():
+                watcher.get_nowait()
+            watcher.put_nowait(item)
+
+    async def watch(self, kind: str) -> AsyncIterator:
+        """Every item of ``kind`` (FRAME: JPEG bytes, only the newest kept; EVENT: (name, JSON text)) from now until
+        the watch is ended."""
+        watcher: asyncio.Queue = asyncio.Queue(1 if kind == FRAME else EVENTS_KEPT)
+        self._watchers[kind].add(watcher)
+        try:
+            while (item := await watcher.get()) is not None:
+                yield item
+        finally:
+            self._watchers[kind].discard(watcher)
+
+
 class LiveFeed:
-    """Runs ``spec`` (a camera index, device, stream URL or file) until closed: a camera or stream that fails is
-    reopened every RECONNECT_S, a file plays again from the start. ``watch`` hands the event loop's watchers the
-    annotated JPEGs or the events; ``state`` and ``error`` say how the source is doing."""
+    """Runs ``spec`` (a camera index, device, stream URL or file) through ``rec`` into a Broadcast until closed: a
+    camera or stream that fails is reopened every RECONNECT_S, a file plays again from the start. ``state`` and
+    ``error`` say how the source is doing."""
 
     def __init__(self, spec: str, rec: Recognizer, loop: asyncio.AbstractEventLoop) -> None:
         self.spec = spec
         self.rec = rec
         self.state = "starting"
         self.error: str | None = None
-        self.frames = 0
-        self._loop = loop
-        self._watchers: dict[str, set[asyncio.Queue]] = {FRAME: set(), EVENT: set()}
+        self.broadcast = Broadcast(rec.classes, loop)
         self._stop = threading.Event()
-        self._start = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="emocam-live", daemon=True)
         self._thread.start()
 
@@ -84,7 +131,7 @@ class LiveFeed:
                 try:
                     with self._open() as source:
                         self._status("playing")
-                        self._play(source)
+                        self.rec.run(source, [self.broadcast])
                 except SourceError as e:
                     self._status("reconnecting", str(e))
                     self._stop.wait(RECONNECT_S)
@@ -94,66 +141,25 @@ class LiveFeed:
             traceback.print_exc(file=sys.stderr)
             self._status("failed", f"{type(e).__name__}: {e}")
 
-    def _play(self, source: Source) -> None:
-        fps, last = None, None
-        for frame, faces in self.rec.stream(source):
-            if self._stop.is_set():
-                return
-            now = time.monotonic()
-            if last is not None and now > last:
-                fps = 1.0 / (now - last) if fps is None else 0.9 * fps + 0.1 / (now - last)
-            last = now
-            self._publish(frame, faces, fps, now)
-
-    def _publish(self, frame: Frame, faces: Faces, fps: float | None, now: float) -> None:
-        self.frames += 1
-        event = {"t": round(now - self._start, 3), "frame": frame.index, "timestamp_s": round(frame.timestamp_s, 4),
-                 "stream_s": None if frame.stream_s is None else round(frame.stream_s, 4),
-                 "fps": None if fps is None else round(fps, 1), "records": records(frame, faces, self.rec.classes)}
-        self._send(EVENT, ("records", json.dumps(event)))
-        if self._watchers[FRAME]:  # drawn and encoded only while someone watches
-            annotate(frame.image, faces, self.rec.classes, fps)
-            ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            if ok:
-                self._send(FRAME, jpeg.tobytes())
-
     def _status(self, state: str, error: str | None = None) -> None:
         self.state, self.error = state, error
-        self._send(EVENT, ("status", json.dumps({"state": state, "error": error, "source": self.spec})))
+        self.broadcast.send(EVENT, ("status", json.dumps(self.status())))
 
-    def _send(self, kind: str, item: object) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._fan_out, kind, item)
-        except RuntimeError:  # the event loop has closed: the server is stopping
-            pass
-
-    def _fan_out(self, kind: str, item: object) -> None:
-        for watcher in self._watchers[kind]:
-            if watcher.full():
-                watcher.get_nowait()
-            watcher.put_nowait(item)
-
-    async def watch(self, kind: str) -> AsyncIterator:
-        """Every item of ``kind`` (FRAME: JPEG bytes, only the newest kept; EVENT: (name, JSON text)) from now until
-        the feed closes or the server stops (``end_watchers``)."""
-        watcher: asyncio.Queue = asyncio.Queue(1 if kind == FRAME else EVENTS_KEPT)
-        self._watchers[kind].add(watcher)
-        try:
-            while (item := await watcher.get()) is not None:
-                yield item
-        finally:
-            self._watchers[kind].discard(watcher)
+    def watch(self, kind: str) -> AsyncIterator:
+        """The broadcast's items of ``kind`` (see Broadcast.watch)."""
+        return self.broadcast.watch(kind)
 
     def end_watchers(self) -> None:
         """End every watch, so that a stopping server is not held open by its video and event streams (safe to call
         from a signal handler on the event loop's thread)."""
-        for kind in self._watchers:
-            self._send(kind, None)
+        for kind in (FRAME, EVENT):
+            self.broadcast.send(kind, None)
 
     def status(self) -> dict:
         """The source, how it is doing, and the frames it has given."""
-        return {"source": self.spec, "state": self.state, "error": self.error, "frames": self.frames}
+        return {"source": self.spec, "state": self.state, "error": self.error, "frames": self.broadcast.frames}
 
     def close(self) -> None:
         self._stop.set()
+        self.broadcast.stop = True  # the pipeline stops after the frame it is on
         self._thread.join(timeout=10)

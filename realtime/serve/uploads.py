@@ -50,7 +50,7 @@ async def read_upload(request: Request, options: ServeOptions, deadline: "Deadli
     """The request's file, as the raw body or a multipart upload, read within the size limit and before the request's
     deadline; Refused with 413, 415, 408 or 400 where it does not fit."""
     content_type = request.headers.get("content-type")
-    if content_type is None:
+    if not content_type:
         raise Refused(415, f"no Content-Type: send {ACCEPTED}")
     limit = options.max_upload_bytes
     declared = request.headers.get("content-length")

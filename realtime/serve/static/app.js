@@ -90,7 +90,7 @@ function onRecords(event) {
   const data = JSON.parse(event.data);
   latestT = data.t;
   frames += 1;
-  $("frame-count").textContent = "frame " + data.frame + (data.fps ? " · " + data.fps.toFixed(0) + " fps" : "");
+  $("frame-count").textContent = "frame " + data.frame + " · " + data.t.toFixed(1) + " s";
   for (const record of data.records) {
     const id = record.face_id;
     if (!faces.has(id)) {

@@ -483,3 +483,12 @@ def test_the_page_in_a_real_browser(live: Server, shared: Path) -> None:
         assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     finally:
         driver.quit()
+
+
+def test_the_listening_socket_says_tcp_so_that_responses_are_not_held_back() -> None:
+    from emocam.serve.server import listening_socket
+
+    # asyncio turns Nagle's algorithm off only on sockets made with IPPROTO_TCP; without it a keep-alive client
+    # waited 40 ms (its delayed ACK) for every answer written in two parts.
+    with listening_socket("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP

@@ -52,9 +52,9 @@ def free_port() -> int:
 class Server:
     """``emocam serve`` in a child process, started with ``args``; ``url`` once every worker said it is ready."""
 
-    def __init__(self, *args: object, ready_lines: int = 1, timeout: float = 120) -> None:
+    def __init__(self, *args: object, ready_lines: int = 1, timeout: float = 120, cwd: Path | None = None) -> None:
         self.process = subprocess.Popen([sys.executable, "-m", "emocam.cli", "serve", *map(str, args)],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
         self.lines: list[str] = []
         self.ready: list[str] = []
         got = threading.Event()
@@ -161,20 +161,6 @@ def test_schema_is_the_csv_header_and_health_the_options(api: httpx.Client) -> N
     assert health["options"]["detector"] == "full" and health["threads"] == 2 and health["queue"] == 2
     assert health["limits"] == {"max_upload_mb": 2, "max_megapixels": 4, "max_video_s": 5, "request_timeout_s": 60}
     assert health["version"] == version("emocam") and health["live"] is None
-
-
-def test_the_recognizer_options_reach_every_recognizer_of_the_server(tiny_model: Path) -> None:
-    server = Server("--port", 0, "--model", tiny_model, "--backend", "onnxruntime", "--detector", "both",
-                    "--min-score", "0.6", "--tau", "0.7", "--hysteresis", "0.2", "--batch-frames", "3",
-                    "--threads", "1")
-    try:
-        health = httpx.get(f"{server.url}/v1/health").json()
-    finally:
-        server.stop()
-    assert health["options"] == {"model": str(tiny_model), "detector": "both", "min_score": 0.6,
-                                 "backend": "onnxruntime", "device": 0, "tau": 0.7, "hysteresis": 0.2,
-                                 "batch_frames": 3}
-    assert health["model"] == "tiny.onnx" and health["threads"] == 1
 
 
 def test_the_openapi_description_is_valid_and_names_every_endpoint(api: httpx.Client) -> None:
@@ -341,11 +327,19 @@ def test_a_port_in_use_is_told_in_one_line() -> None:
     assert_one_line_error(result, "cannot listen on 127.0.0.1")
 
 
-def test_workers_share_the_port_and_sigterm_lets_requests_in_flight_end(clip: Path) -> None:
-    server = Server("--port", 0, "--workers", 2, "--threads", 1, ready_lines=2)
+def test_workers_share_the_port_and_sigterm_lets_requests_in_flight_end(clip: Path, tiny_model: Path) -> None:
+    # With every recognizer option set otherwise than its default: each reaches the recognizers of every worker.
+    server = Server("--port", 0, "--workers", 2, "--threads", 1, "--model", tiny_model, "--backend", "onnxruntime",
+                    "--detector", "both", "--min-score", "0.6", "--tau", "0.7", "--hysteresis", "0.2",
+                    "--batch-frames", "3", ready_lines=2)
     try:
-        pids = {httpx.get(f"{server.url}/v1/health").json()["pid"] for _ in range(40)}
-        assert len(pids) == 2, pids
+        healths = {h["pid"]: h for h in (httpx.get(f"{server.url}/v1/health").json() for _ in range(40))}
+        assert len(healths) == 2, list(healths)
+        for health in healths.values():
+            assert health["options"] == {"model": str(tiny_model), "detector": "both", "min_score": 0.6,
+                                         "backend": "onnxruntime", "device": 0, "tau": 0.7, "hysteresis": 0.2,
+                                         "batch_frames": 3}
+            assert health["model"] == "tiny.onnx" and health["threads"] == 1
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             flights = [pool.submit(httpx.post, f"{server.url}/v1/analyze", content=clip.read_bytes(),
                                    headers={"Content-Type": "video/mp4"}, timeout=120) for _ in range(2)]
@@ -368,8 +362,8 @@ def test_workers_share_the_port_and_sigterm_lets_requests_in_flight_end(clip: Pa
 def live(shared: Path):
     """A server playing the sample clip as its live source, again and again, behind a token; a short request
     timeout."""
-    server = Server("--port", 0, "--source", ROOT / "samples" / "single_face.mp4", "--detector", "full",
-                    "--token", TOKEN, "--request-timeout", "3")
+    server = Server("--port", 0, "--source", "samples/single_face.mp4", "--detector", "full", "--token", TOKEN,
+                    "--request-timeout", "3", cwd=ROOT)
     yield server
     assert server.stop() == 128 + signal.SIGTERM
 

@@ -39,9 +39,11 @@ def serve(options: ServeOptions) -> None:
         return
     from uvicorn.supervisors import Multiprocess
 
-    from .analysis import recognizer
+    from ..backends import open_backend
 
-    recognizer(options.recognizer).close()  # the model loads: checked once before the workers start
+    # The model and backend a user named are checked once here, where a refusal is one line, not in each worker.
+    recognizer = options.recognizer
+    open_backend(recognizer.model_path, recognizer.backend, recognizer.device)
     # The workers inherit descriptor 2, which this process pointed away from the terminal (native libraries' chatter).
     os.dup2(sys.stderr.fileno(), 2)
     config = uvicorn.Config("emocam.serve.app:from_environment", factory=True, workers=options.workers, **settings)

@@ -206,9 +206,9 @@ function drawAnnotated(file, records) {
     canvas.height = image.naturalHeight;
     const ctx = canvas.getContext("2d");
     ctx.drawImage(image, 0, 0);
-    const line = Math.max(2, image.naturalWidth / 400);
+    const line = Math.max(2, image.naturalWidth / 300);
     ctx.lineWidth = line;
-    ctx.font = Math.max(12, image.naturalWidth / 50) + "px system-ui, sans-serif";
+    ctx.font = "bold " + Math.max(12, image.naturalWidth / 28) + "px system-ui, sans-serif";
     for (const r of records) {
       const k = r.label !== null ? classes.indexOf(r.label) : -1;
       ctx.strokeStyle = ctx.fillStyle = k >= 0 ? colour(k) : "#8b949e";

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import EndedEarly, Frame, Options, Recognizer, SourceError, open_source, records
 from ..backends import MAX_BATCH, Backend
-from ..batching import BatchedPredictor
+from ..predictor import BatchedPredictor
 from .config import Refused, ServeOptions
 from .uploads import (Deadline, Scratch, Upload, decode_image, image_size, probe_video, video_too_long)
 

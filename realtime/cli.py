@@ -210,7 +210,7 @@ def serve(
     hysteresis: HysteresisOpt = DEFAULTS.hysteresis,
 ) -> None:
     """Serve the HTTP API (POST /v1/analyze, /v1/health, /v1/schema, /v1/openapi.json) and the page at /; with
-    --source, also the live video and events. Needs pip install 'emocam[serve]'. SIGTERM lets requests in flight end."""
+    --source, also the live video and events. Needs emocam's "serve" extra. SIGTERM lets the requests in flight end."""
     from .serve.server import serve as run_server
 
     recognizer = Options(model=model, detector=detector, min_score=min_score, backend=backend, device=device, tau=tau,

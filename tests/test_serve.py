@@ -33,7 +33,9 @@ pytest.importorskip("fastapi", reason="emocam's serve extra is not installed")
 import emocam  # noqa: E402
 from emocam.backends import open_backend  # noqa: E402
 from emocam.records import csv_cells  # noqa: E402
-from emocam.serve.analysis import SharedModel  # noqa: E402
+from emocam.serve import Refused, ServeOptions  # noqa: E402
+from emocam.serve.analysis import SharedModel, analyze  # noqa: E402
+from emocam.serve.uploads import Deadline, Scratch, Upload  # noqa: E402
 from test_cli import assert_one_line_error, emocam as run_emocam  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
@@ -150,6 +152,14 @@ def test_every_frame_adds_the_frames_without_a_face(api: httpx.Client) -> None:
     assert api.post("/v1/analyze", content=blank, headers={"Content-Type": "image/png"}).json()["records"] == []
     rows = api.post("/v1/analyze?every_frame=true", content=blank, headers={"Content-Type": "image/png"}).json()
     assert rows["records"] == [dict.fromkeys(emocam.columns(classes)) | {"frame": 0, "timestamp_s": 0.0}]
+
+
+def test_an_analysis_past_its_deadline_is_refused_with_504(reference: emocam.Recognizer, clip: Path) -> None:
+    with Scratch() as scratch:
+        with pytest.raises(Refused) as refused:
+            analyze(reference, Upload(clip.read_bytes(), "video"), ServeOptions(), scratch, Deadline(0.0))
+        assert not list(scratch.path.iterdir())  # the upload's file is gone
+    assert refused.value.status == 504 and "--request-timeout" in refused.value.message
 
 
 def test_schema_is_the_csv_header_and_health_the_options(api: httpx.Client) -> None:
@@ -317,6 +327,13 @@ def test_what_must_not_start_is_told_in_one_line(args: tuple, says: str) -> None
     result = run_emocam("serve", "--port", 0, *args)
     assert_one_line_error(result, says)
     assert result.returncode == 2
+
+
+def test_without_the_serve_extra_the_command_says_how_to_install_it() -> None:
+    code = ("import sys; sys.modules['fastapi'] = None; sys.argv = ['emocam', 'serve', '--port', '0']; "
+            "from emocam.cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result, "fastapi is not installed; pip install 'emocam[serve]'")
 
 
 def test_a_port_in_use_is_told_in_one_line() -> None:

@@ -167,6 +167,12 @@ class Scratch:
             leftover.unlink(missing_ok=True)
         self.path.rmdir()
 
+    def __enter__(self) -> "Scratch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def probe_video(path: Path, options: ServeOptions) -> None:
     """Refused unless ``path`` is a video within the frame-size and length limits, read from its container only."""

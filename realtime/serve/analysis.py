@@ -7,6 +7,7 @@ import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import numpy as np
@@ -149,7 +150,7 @@ def analyze(rec: Recognizer, upload: Upload, options: ServeOptions, scratch: Scr
         return _video(rec, path, options, deadline, every_frame)
 
 
-def _video(rec: Recognizer, path, options: ServeOptions, deadline: Deadline, every_frame: bool) -> dict:
+def _video(rec: Recognizer, path: Path, options: ServeOptions, deadline: Deadline, every_frame: bool) -> dict:
     rows: list[dict] = []
     frames = 0
     size = None

@@ -1,5 +1,6 @@
-"""What ``emocam serve`` runs with: where it listens, who may ask, its limits, and the recognizer's own options.
-The defaults here are the only ones; the command takes its own from them."""
+"""What ``emocam serve`` runs with: where it listens, who may ask, its limits, and the recognizer's own options (the
+defaults here are the only ones; the command takes its own from them); and ``Refused``, how a request is turned
+down."""
 
 from __future__ import annotations
 
@@ -15,9 +16,6 @@ from ..recognizer import Options, UsageProblem
 ENVIRONMENT_KEY = "EMOCAM_SERVE_OPTIONS"
 # A token shorter than this is too easy to guess for a port that other machines reach.
 MIN_TOKEN_LENGTH = 16
-# Images thinner than this ratio of their sides are refused before decoding: a 1 x 100000 strip has no face and
-# brings the face detector down.
-MAX_ASPECT = 20
 
 
 class Refused(Exception):

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from .config import Refused, ServeOptions
 
@@ -66,6 +66,8 @@ async def read_upload(request: Request, options: ServeOptions, deadline: "Deadli
                                         else _raw(request, limit, options, kind), deadline.left())
     except asyncio.TimeoutError:
         raise Refused(408, f"the upload took longer than {options.request_timeout_s:g} s (--request-timeout)") from None
+    except ClientDisconnect:  # nobody is left to read the answer; the server just goes on
+        raise Refused(400, "the client went away before the upload was complete") from None
     if not upload.data:
         raise Refused(400, "the upload is empty (0 bytes): send an image or a video")
     return upload

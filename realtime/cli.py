@@ -18,6 +18,7 @@ from .outputs import SinkError, Staged, check_paths
 from .pipeline import STAGES, Timings
 from .reading import reading_presets
 from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model, quiet_native_stderr
+from .serve import SERVE_DEFAULTS, ServeOptions
 from .sinks import CsvSink, JsonlSink, ProgressBar, VideoSink, Window, video_name
 from .sources import STREAM_TIMEOUT_S, EndedEarly, open_source
 from .summary import Summary, plot_format
@@ -192,6 +193,38 @@ def batch(
     ran = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
     print(f"{skipped + sum(counts.values())} inputs: {skipped} already finished; this run: {ran}; "
           f"index {out_dir / INDEX}" + (f"; all rows in {parquet}" if parquet is not None else ""))
+
+
+@app.command()
+def serve(
+    source: Annotated[Optional[str], typer.Option("--source", help="also run one live source for /v1/stream.mjpg, /v1/events and the page: camera index (0), device path, stream URL, or a file played at its own pace, again and again")] = None,
+    host: Annotated[str, typer.Option("--host", help="address to listen on; any but a loopback address needs --token")] = SERVE_DEFAULTS.host,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="port to listen on (0: any free port, told on the ready line)")] = SERVE_DEFAULTS.port,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="EMOCAM_TOKEN", show_envvar=True, help="bearer token every /v1 request must carry ('Authorization: Bearer TOKEN'); a browser opens /?token=TOKEN once")] = SERVE_DEFAULTS.token,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="processes sharing the port, each with its own model (not with --source)")] = SERVE_DEFAULTS.workers,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="analysis threads in each process; their faces share the model's calls")] = SERVE_DEFAULTS.threads,
+    queue: Annotated[int, typer.Option("--queue", min=0, help="requests that may wait for a thread; one more gets 503 with Retry-After")] = SERVE_DEFAULTS.queue,
+    request_timeout: Annotated[float, typer.Option("--request-timeout", min=0.1, help="seconds a request may take, its upload included (408 for the upload, 504 for the analysis)")] = SERVE_DEFAULTS.request_timeout_s,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="largest upload (413 above)")] = SERVE_DEFAULTS.max_upload_mb,
+    max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.001, help="largest image or video frame, read from its header before decoding (413 above)")] = SERVE_DEFAULTS.max_megapixels,
+    max_video_s: Annotated[float, typer.Option("--max-video-s", min=0.001, help="longest video (413 above)")] = SERVE_DEFAULTS.max_video_s,
+    model: ModelOpt = DEFAULTS.model,
+    backend: BackendOpt = DEFAULTS.backend,
+    device: DeviceOpt = DEFAULTS.device,
+    batch_frames: BatchFramesOpt = DEFAULTS.batch_frames,
+    detector: DetectorOpt = DEFAULTS.detector,
+    min_score: MinScoreOpt = DEFAULTS.min_score,
+    tau: TauOpt = DEFAULTS.tau,
+    hysteresis: HysteresisOpt = DEFAULTS.hysteresis,
+) -> None:
+    """Serve the HTTP API (POST /v1/analyze, /v1/health, /v1/schema, /v1/openapi.json) and the page at /; with
+    --source, also the live video and events. Needs emocam's "serve" extra. SIGTERM lets the requests in flight end."""
+    from .serve.server import serve as run_server
+
+    recognizer = Options(model=model, detector=detector, min_score=min_score, backend=backend, device=device, tau=tau,
+                         hysteresis=hysteresis, batch_frames=batch_frames)
+    run_server(ServeOptions(recognizer, source, host, port, token, workers, threads, queue, request_timeout,
+                            max_upload_mb, max_megapixels, max_video_s))
 
 
 def bench_table(t: Timings, backend: str, rates: dict[int, float]) -> str:

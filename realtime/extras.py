@@ -6,7 +6,8 @@ import importlib
 from types import ModuleType
 
 # What each optional module is installed with.
-EXTRAS = {"pandas": "table", "pyarrow": "table", "ray": "cluster"}
+EXTRAS = {"pandas": "table", "pyarrow": "table", "ray": "cluster", "fastapi": "serve", "uvicorn": "serve",
+          "python_multipart": "serve", "PIL": "serve"}
 
 
 class MissingExtra(Exception):

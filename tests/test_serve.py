@@ -36,7 +36,7 @@ from emocam.records import csv_cells  # noqa: E402
 from emocam.serve import Refused, ServeOptions  # noqa: E402
 from emocam.serve.analysis import SharedModel, analyze  # noqa: E402
 from emocam.serve.uploads import Deadline, Scratch, Upload  # noqa: E402
-from test_cli import assert_one_line_error, emocam as run_emocam  # noqa: E402
+from conftest import run_command, says  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 TOKEN = "a-token-long-enough-to-keep"
@@ -133,7 +133,7 @@ def test_multi_face_jpg_gives_the_faces_and_labels_of_recognizer(api: httpx.Clie
 
 
 def test_a_clip_gives_the_rows_of_the_csv(api: httpx.Client, clip: Path, tmp_path: Path) -> None:
-    result = run_emocam("--video", clip, "--csv", tmp_path / "clip.csv", "--detector", "full", "--no-display")
+    result = run_command("emocam", "--video", clip, "--csv", tmp_path / "clip.csv", "--detector", "full", "--no-display")
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "clip.csv", newline="") as f:
         header, *rows = list(csv.reader(f))
@@ -325,16 +325,16 @@ def test_the_page_loads_nothing_from_the_internet() -> None:
 
 # --- what refuses to start ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, says", [
+@pytest.mark.parametrize("args, message", [
     (("--host", "0.0.0.0"), "give --token"),
     (("--host", "0.0.0.0", "--token", "short"), "at least 16 characters"),
     (("--source", "0", "--workers", "2"), "one process"),
     (("--source", "no/such/clip.mp4"), "not found"),
     (("--model", "no/such/model.onnx"), "model file not found"),
 ])
-def test_what_must_not_start_is_told_in_one_line(args: tuple, says: str) -> None:
-    result = run_emocam("serve", "--port", 0, *args)
-    assert_one_line_error(result, says)
+def test_what_must_not_start_is_told_in_one_line(args: tuple, message: str) -> None:
+    result = run_command("emocam", "serve", "--port", 0, *args)
+    says(result, message)
     assert result.returncode == 2
 
 
@@ -342,15 +342,15 @@ def test_without_the_serve_extra_the_command_says_how_to_install_it() -> None:
     code = ("import sys; sys.modules['fastapi'] = None; sys.argv = ['emocam', 'serve', '--port', '0']; "
             "from emocam.cli import main; main()")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert_one_line_error(result, "fastapi is not installed; pip install 'emocam[serve]'")
+    says(result, "fastapi is not installed; pip install 'emocam[serve]'")
 
 
 def test_a_port_in_use_is_told_in_one_line() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        result = run_emocam("serve", "--port", taken.getsockname()[1])
-    assert_one_line_error(result, "cannot listen on 127.0.0.1")
+        result = run_command("emocam", "serve", "--port", taken.getsockname()[1])
+    says(result, "cannot listen on 127.0.0.1")
 
 
 def test_workers_share_the_port_and_sigterm_lets_requests_in_flight_end(clip: Path, tiny_model: Path) -> None:
@@ -365,7 +365,7 @@ def test_workers_share_the_port_and_sigterm_lets_requests_in_flight_end(clip: Pa
         for health in healths.values():
             assert health["options"] == {"model": str(tiny_model), "detector": "full", "min_score": 0.6,
                                          "backend": "onnxruntime", "device": 0, "tau": 0.7, "hysteresis": 0.2,
-                                         "batch_frames": 3}
+                                         "batch_frames": 3, "reading": "live"}
             assert health["model"] == "tiny.onnx" and health["threads"] == 1
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             flight = pool.submit(httpx.post, f"{server.url}/v1/analyze", content=clip.read_bytes(),

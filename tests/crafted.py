@@ -9,7 +9,7 @@ from pathlib import Path
 
 def png(path: Path, width: int, height: int) -> Path:
     """A black 8-bit grey PNG of width x height, compressed row by row: a few hundred bytes for a 1x100000 image, a
-    few hundred kilobytes for 16000x16000, as an attacker would send."""
+    few hundred kilobytes for 12000x12000, as an attacker would send."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 

@@ -159,24 +159,40 @@ def wait_for_workers(pid: int, n: int, timeout_s: float = 120.0) -> list[int]:
 
 # --- 3, 4: names that are not UTF-8, and names too long to derive outputs from --------------------------------------
 
-def test_names_that_are_not_utf8_are_processed_and_rerun(photo: Path, tiny_model: Path, tmp_path: Path) -> None:
-    odd = os.fsencode(photo.parent) + b"/caf\xe9 \xff.jpg"  # Latin-1 bytes, as an old archive holds them
-    shutil.copy(photo, odd)
+def test_names_that_are_not_utf8_are_processed_and_rerun(photo: Path, clip: Path, tiny_model: Path,
+                                                         tmp_path: Path) -> None:
+    folder = os.fsencode(photo.parent)
+    shutil.copy(photo, folder + b"/caf\xe9 \xff.jpg")  # Latin-1 bytes, as an old archive holds them
+    shutil.copy(clip, folder + b"/d\xe9j\xe0 vu.mp4")  # OpenCV, given such a name, kills the process
     out = tmp_path / "out"
     result = batch(photo.parent, "--out-dir", out, *model_args(tiny_model))
     assert result.returncode == 0, result.stderr
     rows = index_rows(out)  # valid UTF-8
-    assert [r["status"] for r in rows] == ["done", "done"]
+    assert [r["status"] for r in rows] == ["done"] * 3 and sum(int(r["frames"]) for r in rows) == 1 + 1 + 72
     for name in os.listdir(os.fsencode(out)):
         name.decode("utf-8")  # every output's name is valid UTF-8 too
-    assert any("\\xe9" in r["input"] for r in rows)  # the undecodable bytes are shown, escaped
+    assert sum("\\xe9" in r["input"] for r in rows) == 2  # the undecodable bytes are shown, escaped
     again = batch(photo.parent, "--out-dir", out, *model_args(tiny_model))
-    assert "2 inputs: 2 already finished" in again.stdout, again.stderr
+    assert "3 inputs: 3 already finished" in again.stdout, again.stderr
     import pandas as pd
 
     parquet = batch(photo.parent, "--out-dir", out, *model_args(tiny_model), "--parquet", tmp_path / "all.parquet")
     assert parquet.returncode == 0, parquet.stderr
-    assert pd.read_parquet(tmp_path / "all.parquet")["input"].nunique() == 2
+    assert pd.read_parquet(tmp_path / "all.parquet")["input"].nunique() == 3
+
+
+def test_the_live_command_reads_and_writes_names_that_are_not_utf8(clip: Path, tiny_model: Path,
+                                                                   tmp_path: Path) -> None:
+    video = os.fsencode(tmp_path) + b"/d\xe9j\xe0 vu.mp4"
+    shutil.copy(clip, video)
+    annotated = os.fsencode(tmp_path) + b"/annot\xe9.mp4"
+    result = subprocess.run([sys.executable, "-m", "emocam.cli", "--video", video, "--out", annotated,
+                             *model_args(tiny_model), "--no-display"], capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    import cv2
+
+    os.rename(annotated, tmp_path / "annotated.mp4")
+    assert cv2.VideoCapture(str(tmp_path / "annotated.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 72
 
 
 def test_long_names_give_short_distinct_outputs(photo: Path, tiny_model: Path, tmp_path: Path) -> None:
@@ -205,21 +221,22 @@ def test_parquet_with_a_faceless_first_input(shared: Path, photo: Path, tiny_mod
                    "--parquet", tmp_path / "all.parquet")
     assert result.returncode == 0, result.stderr
     import pandas as pd
+    import pyarrow.parquet as pq
 
-    table = pd.read_parquet(tmp_path / "all.parquet")
-    assert len(table) == 1 + (95 if every_frame else 0)
-    assert str(table["face_id"].dtype) == "Int64" and str(table["p_happy"].dtype) == "float64"
-    assert str(table["label"].dtype) in ("string", "object")
+    assert len(pd.read_parquet(tmp_path / "all.parquet")) == 1 + (95 if every_frame else 0)
+    types = {f.name: str(f.type) for f in pq.read_schema(tmp_path / "all.parquet")}
+    assert types["input"] == types["label"] == "string" and types["face_id"] == "int64"  # the schema's, declared
+    assert types["p_happy"] == types["timestamp_s"] == "double"
 
 
 # --- 6: two batches on one folder ----------------------------------------------------------------------------------
 
-def test_a_second_batch_on_a_busy_folder_is_refused_and_the_first_ends_whole(clip: Path, tiny_model: Path,
+def test_a_second_batch_on_a_busy_folder_is_refused_and_the_first_ends_whole(shared: Path, tiny_model: Path,
                                                                             tmp_path: Path) -> None:
     folder = tmp_path / "clips"
     folder.mkdir()
-    for i in range(4):
-        shutil.copy(clip, folder / f"clip{i}.mp4")
+    for i in range(4):  # long enough to be running still when the second batch starts
+        shutil.copy(shared / "videos" / "WolfgangLanger_Pexels.mp4", folder / f"clip{i}.mp4")
     out = tmp_path / "out"
     first = subprocess.Popen([sys.executable, "-m", "emocam.cli", "batch", folder, "--out-dir", out,
                               *model_args(tiny_model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -228,6 +245,7 @@ def test_a_second_batch_on_a_busy_folder_is_refused_and_the_first_ends_whole(cli
         assert time.monotonic() < deadline and first.poll() is None, "the first batch did not start"
         time.sleep(0.05)
     second = batch(folder, "--out-dir", out, *model_args(tiny_model))
+    assert first.poll() is None, "the first batch ended before the second started: no race was tried"
     says(second, f"another emocam batch is writing to {out}")
     stdout, stderr = first.communicate(timeout=300)
     assert first.returncode == 0 and "4 inputs: 0 already finished; this run: 4 done" in stdout, stderr
@@ -241,7 +259,7 @@ def test_kill_9_of_a_batch_takes_its_workers_with_it(shared: Path, tiny_model: P
     folder = tmp_path / "clips"
     folder.mkdir()
     for i in range(4):
-        os.symlink(shared / "videos" / "WolfgangLanger_Pexels.mp4", folder / f"clip{i}.mp4")
+        shutil.copy(shared / "videos" / "WolfgangLanger_Pexels.mp4", folder / f"clip{i}.mp4")
     proc = subprocess.Popen([sys.executable, "-m", "emocam.cli", "batch", folder, "--out-dir", tmp_path / "out",
                              *model_args(tiny_model), "--workers", "2"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

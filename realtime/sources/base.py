@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
+from contextlib import contextmanager
 from typing import Iterator
 
 import cv2
@@ -96,12 +98,36 @@ class Source:
         self.close()
 
 
+@contextmanager
+def opencv_name(path: str) -> Iterator[str]:
+    """A name for the file at ``path`` that OpenCV can be given: ``path`` itself, or where it is not UTF-8 (a name
+    from an old archive), a link to it with a UTF-8 name in a private folder, removed after the block. OpenCV kills
+    the process on a name it cannot encode; a capture or writer keeps its file open once made, link or not."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield path
+        return
+    suffix = os.path.splitext(path)[1]
+    suffix = suffix if suffix.isascii() else ""  # the suffix tells a writer the container to write
+    with tempfile.TemporaryDirectory(prefix="emocam-") as folder:
+        link = os.path.join(folder, "file" + suffix)
+        os.symlink(os.path.abspath(path), link)
+        yield link
+
+
 def open_capture(target: int | str) -> cv2.VideoCapture:
     """A cv2.VideoCapture opened without OpenCV's own warnings on stderr (we report failures ourselves)."""
     level = cv2.getLogLevel()
     cv2.setLogLevel(0)
     try:
-        cap = cv2.VideoCapture(target)
+        if isinstance(target, int):
+            cap = cv2.VideoCapture(target)
+        else:
+            with opencv_name(target) as name:
+                cap = cv2.VideoCapture(name)
     finally:
         cv2.setLogLevel(level)
     # Turn frames by the container's rotation tag, as players do: a phone clip stored sideways is upright here.

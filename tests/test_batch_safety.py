@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -19,6 +20,11 @@ import pytest
 from crafted import png
 from emocam.batch import INDEX, INDEX_COLUMNS
 from test_bad_inputs import tmpfs
+
+# The long-batch memory script's finder of a batch's worker processes, shared with the tests below.
+_spec = importlib.util.spec_from_file_location("batch_memory", Path(__file__).parents[1] / "scripts" / "batch_memory.py")
+batch_memory = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(batch_memory)
 
 
 def batch(*args: object, timeout: float = 300, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
@@ -57,6 +63,14 @@ def photo(shared: Path, tmp_path: Path) -> Path:
 
 def model_args(tiny_model: Path) -> tuple:
     return "--model", tiny_model, "--backend", "onnxruntime"
+
+
+def copies(video: Path, folder: Path, n: int) -> Path:
+    """``folder`` holding ``n`` copies of ``video`` (copies, not links: a batch takes one file reached twice once)."""
+    folder.mkdir()
+    for i in range(n):
+        shutil.copy(video, folder / f"clip{i}.mp4")
+    return folder
 
 
 # --- 1: every path batch writes is checked first --------------------------------------------------------------------
@@ -109,10 +123,7 @@ def test_crafted_images_are_failed_rows_and_the_batch_goes_on(photo: Path, tiny_
 
 def test_a_worker_killed_on_an_input_is_a_failed_row_and_the_batch_goes_on(clip: Path, tiny_model: Path,
                                                                           tmp_path: Path) -> None:
-    folder = tmp_path / "clips"
-    folder.mkdir()
-    for i in range(4):
-        shutil.copy(clip, folder / f"clip{i}.mp4")
+    folder = copies(clip, tmp_path / "clips", 4)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "emocam.cli", "batch", folder, "--out-dir", out,
                              *model_args(tiny_model), "--workers", "2"], stdout=subprocess.PIPE,
@@ -129,29 +140,9 @@ def test_a_worker_killed_on_an_input_is_a_failed_row_and_the_batch_goes_on(clip:
     assert [r["status"] for r in rows].count("done") == 3
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-def workers_of(pid: int) -> list[int]:
-    """``pid``'s worker processes (its children that run emocam, not helpers such as a resource tracker)."""
-    pids = []
-    for child in children(pid):
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                pids.append(child)
-        except OSError:
-            continue
-    return pids
-
-
 def wait_for_workers(pid: int, n: int, timeout_s: float = 120.0) -> list[int]:
     deadline = time.monotonic() + timeout_s
-    while len(found := workers_of(pid)) < n:
+    while len(found := batch_memory.workers(pid)) < n:
         assert time.monotonic() < deadline, "the workers did not start"
         time.sleep(0.1)
     return found
@@ -233,10 +224,8 @@ def test_parquet_with_a_faceless_first_input(shared: Path, photo: Path, tiny_mod
 
 def test_a_second_batch_on_a_busy_folder_is_refused_and_the_first_ends_whole(shared: Path, tiny_model: Path,
                                                                             tmp_path: Path) -> None:
-    folder = tmp_path / "clips"
-    folder.mkdir()
-    for i in range(4):  # long enough to be running still when the second batch starts
-        shutil.copy(shared / "videos" / "WolfgangLanger_Pexels.mp4", folder / f"clip{i}.mp4")
+    # Long enough to be running still when the second batch starts.
+    folder = copies(shared / "videos" / "WolfgangLanger_Pexels.mp4", tmp_path / "clips", 4)
     out = tmp_path / "out"
     first = subprocess.Popen([sys.executable, "-m", "emocam.cli", "batch", folder, "--out-dir", out,
                               *model_args(tiny_model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -256,10 +245,7 @@ def test_a_second_batch_on_a_busy_folder_is_refused_and_the_first_ends_whole(sha
 # --- 7: workers die with their parent --------------------------------------------------------------------------------
 
 def test_kill_9_of_a_batch_takes_its_workers_with_it(shared: Path, tiny_model: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "clips"
-    folder.mkdir()
-    for i in range(4):
-        shutil.copy(shared / "videos" / "WolfgangLanger_Pexels.mp4", folder / f"clip{i}.mp4")
+    folder = copies(shared / "videos" / "WolfgangLanger_Pexels.mp4", tmp_path / "clips", 4)
     proc = subprocess.Popen([sys.executable, "-m", "emocam.cli", "batch", folder, "--out-dir", tmp_path / "out",
                              *model_args(tiny_model), "--workers", "2"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -425,7 +425,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, options: Option
             for row in itertools.chain(searched, rows):
                 index.add(row)
                 counts[row["status"]] = counts.get(row["status"], 0) + 1
-                bar.update(bool(row["key"]))
+                bar.update(bool(row["key"]))  # a folder that could not be searched is none of the files counted
                 bar.set_postfix({k: v for k, v in counts.items() if k != "skipped"}, refresh=False)
                 if on_row is not None:
                     on_row(row)

@@ -211,6 +211,7 @@ class Recognizer:
         """A video or image file's records as a pandas DataFrame, the CSV's columns and rows (``every_frame``: also a
         row for each frame without a face). Needs pandas: pip install 'emocam[table]'."""
         require("pandas")  # before the run, not after it
+        check_source(path)
         with open_source(Path(path), live=False) as src:
             return dataframe(iter_dicts(self.stream(src), self.classes, every_frame), self.classes)
 

@@ -92,9 +92,10 @@ def test_max_frames_must_be_a_positive_count(rec: emocam.Recognizer, clip: Path,
     refused(lambda: next(rec.stream(clip, max_frames=max_frames)), "max_frames", repr(max_frames))
 
 
-def test_stream_refuses_what_is_not_a_source(rec: emocam.Recognizer) -> None:
+def test_stream_and_analyze_refuse_what_is_not_a_source(rec: emocam.Recognizer) -> None:
     refused(lambda: next(rec.stream(None)), "None", "file")
     refused(lambda: next(rec.stream(np.zeros((8, 8, 3), np.uint8))), "ndarray", "rec(image)")
+    refused(lambda: rec.analyze(None), "None", "file")
 
 
 def test_rgb_frames_give_the_answers_of_their_bgr_copy(rec: emocam.Recognizer, photo: np.ndarray) -> None:

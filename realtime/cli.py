@@ -14,7 +14,7 @@ import typer
 
 from . import USER_ERRORS
 from .backends import BACKENDS, TIMED_BATCHES, throughput
-from .outputs import SinkError, Staged, check_paths
+from .outputs import SinkError, Staged, check_paths, silence, tell
 from .pipeline import STAGES, Timings
 from .reading import reading_presets
 from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model, quiet_native_stderr
@@ -118,6 +118,8 @@ def live(
                 sinks.append(stack.enter_context(Window(f"emocam: {src.name}")))
             except SinkError as e:
                 print(f"emocam: {e}; going on without the preview window (--no-display)", file=sys.stderr, flush=True)
+        if jsonl is not None:  # a reader of the JSON lines that leaves stops the run only if nothing else wants it
+            sinks[0].alone = len(sinks) == 1 and not any(p is not None for p in (out, summary, plot, csv))
         if out is not None:
             sinks.append(stack.enter_context(VideoSink(out, src.fps)))
         sinks.append(stack.enter_context(Summary(classes, summary, plot, out=sys.stderr if to_stdout else None)))
@@ -154,7 +156,7 @@ def bench(
         if src.ended_early is not None:
             raise src.ended_early
         rates = throughput(pipeline.backend, TIMED_BATCHES, MODEL_SECONDS)
-        print(bench_table(timings, pipeline.backend.name, rates))
+        tell(bench_table(timings, pipeline.backend.name, rates))
         if staged is not None:
             report = {"video": str(video), "model": str(model or default_model()), "backend": pipeline.backend.name,
                       "device": device, "batch_frames": batch_frames, "detector": rec.reading.detector,
@@ -191,8 +193,8 @@ def batch(
     counts = run_batch(inputs, out_dir, options, every_frame, workers, ray, parquet)
     skipped = counts.pop("skipped")
     ran = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
-    print(f"{skipped + sum(counts.values())} inputs: {skipped} already finished; this run: {ran}; "
-          f"index {out_dir / INDEX}" + (f"; all rows in {parquet}" if parquet is not None else ""))
+    tell(f"{skipped + sum(counts.values())} inputs: {skipped} already finished; this run: {ran}; "
+         f"index {out_dir / INDEX}" + (f"; all rows in {parquet}" if parquet is not None else ""))
 
 
 @app.command()
@@ -257,6 +259,9 @@ def run(argv: list[str] | None = None) -> int:
         return fail(str(e))
     except typer.TyperException as e:  # bad or missing options and arguments
         return fail(e.format_message())
+    except BrokenPipeError:  # whoever read standard output went away: an ordinary end, every output closed
+        silence(1)
+        return 0
     except KeyboardInterrupt:
         return EXIT_SIGNALLED + signal.SIGINT
     except Stopped as e:

@@ -28,7 +28,7 @@ from .predictor import BatchedPredictor
 from .reading import FaceReading, in_original, read_faces, resolve_reading
 from .sinks import Sink
 from .smooth import Smoother
-from .sources import Source
+from .sources import Source, frames_within
 from .track import Tracker
 
 STAGES = ("decode", "detect", "track", "align", "infer", "smooth", "write")
@@ -106,9 +106,11 @@ class Pipeline:
         For a file, the faces of up to ``batch_frames`` consecutive frames go to the model in one call; a live source
         always sends one frame at a time."""
         timings = Timings() if timings is None else timings
-        # Live frames must not wait behind older ones: hand over one at a time.
-        detected: queue.Queue = queue.Queue(1 if source.live else self.queue_size)
-        predictor = BatchedPredictor(self.backend, max_frames=1 if source.live else batch_frames)
+        # Live frames must not wait behind older ones: hand over one at a time. A file's queue and batch hold fewer
+        # of its frames where they are huge (an 8K video), so that memory stays bounded by bytes, not frames.
+        detected: queue.Queue = queue.Queue(1 if source.live else frames_within(source.frame_bytes, self.queue_size))
+        predictor = BatchedPredictor(self.backend,
+                                     max_frames=1 if source.live else frames_within(source.frame_bytes, batch_frames))
         stop = threading.Event()
         worker = threading.Thread(target=self._detect_ahead, args=(source, detected, stop, timings),
                                   name="emocam-detect", daemon=True)

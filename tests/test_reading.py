@@ -82,7 +82,7 @@ def test_the_reading_option_reaches_the_live_command_and_batch(tiny_model: Path,
 
 def test_cli_api_batch_and_evaluate_report_the_same_reading(tiny_model: Path, crowd: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from emocam.batch import plan, recognizer
+    from emocam.batch import jobs_for, recognizer
     from emocam.cli import app
     from emocam.train.cli import app as train_app
     from emocam.train.targets import TARGET_READING
@@ -106,7 +106,7 @@ def test_cli_api_batch_and_evaluate_report_the_same_reading(tiny_model: Path, cr
 
     def batch(**reading: object) -> dict:
         options = Options(model=tiny_model, backend="onnxruntime", **reading)
-        [job] = plan([crowd], tmp_path, options, False).jobs
+        [job] = jobs_for([crowd], tmp_path, options, False)
         return recognizer(job.options).reading.to_dict()  # what each batch worker runs
 
     def evaluate(*reading: str) -> dict:

@@ -78,7 +78,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def emocam_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Decoded datasets go to a folder of this session ($EMOCAM_CACHE, which the commands run here inherit), never
+    """Decoded datasets go to a folder of this test run ($EMOCAM_CACHE, which the commands run here inherit), never
     to the user's ~/.cache/emocam."""
     folder = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:

@@ -214,6 +214,7 @@ def serve(
     backend: BackendOpt = DEFAULTS.backend,
     device: DeviceOpt = DEFAULTS.device,
     batch_frames: BatchFramesOpt = DEFAULTS.batch_frames,
+    reading: ReadingOpt = DEFAULTS.reading,
     detector: DetectorOpt = DEFAULTS.detector,
     min_score: MinScoreOpt = DEFAULTS.min_score,
     tau: TauOpt = DEFAULTS.tau,
@@ -223,8 +224,8 @@ def serve(
     --source, also the live video and events. Needs emocam's "serve" extra. SIGTERM lets the requests in flight end."""
     from .serve.server import serve as run_server
 
-    recognizer = Options(model=model, detector=detector, min_score=min_score, backend=backend, device=device, tau=tau,
-                         hysteresis=hysteresis, batch_frames=batch_frames)
+    recognizer = Options(model=model, reading=reading, detector=detector, min_score=min_score, backend=backend,
+                         device=device, tau=tau, hysteresis=hysteresis, batch_frames=batch_frames)
     run_server(ServeOptions(recognizer, source, host, port, token, workers, threads, queue, request_timeout,
                             max_upload_mb, max_megapixels, max_video_s))
 

@@ -356,8 +356,8 @@ def test_a_port_in_use_is_told_in_one_line() -> None:
 def test_workers_share_the_port_and_sigterm_lets_requests_in_flight_end(clip: Path, tiny_model: Path) -> None:
     # With every recognizer option set otherwise than its default: each reaches the recognizers of every worker.
     server = Server("--port", 0, "--workers", 2, "--threads", 1, "--model", tiny_model, "--backend", "onnxruntime",
-                    "--detector", "full", "--min-score", "0.6", "--tau", "0.7", "--hysteresis", "0.2",
-                    "--batch-frames", "3", ready_lines=2)
+                    "--reading", "stills", "--detector", "full", "--min-score", "0.6", "--tau", "0.7",
+                    "--hysteresis", "0.2", "--batch-frames", "3", ready_lines=2)
     try:
         with httpx.Client(base_url=server.url, limits=httpx.Limits(max_keepalive_connections=0)) as fresh:
             healths = {}
@@ -370,7 +370,7 @@ def test_workers_share_the_port_and_sigterm_lets_requests_in_flight_end(clip: Pa
         for health in healths.values():
             assert health["options"] == {"model": str(tiny_model), "detector": "full", "min_score": 0.6,
                                          "backend": "onnxruntime", "device": 0, "tau": 0.7, "hysteresis": 0.2,
-                                         "batch_frames": 3, "reading": "live"}
+                                         "batch_frames": 3, "reading": "stills"}
             assert health["model"] == "tiny.onnx" and health["threads"] == 1
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             flight = pool.submit(httpx.post, f"{server.url}/v1/analyze", content=clip.read_bytes(),

@@ -19,10 +19,10 @@ from emocam.align import to_tensor  # noqa: E402
 from emocam.train import data as D  # noqa: E402
 from emocam.train import models  # noqa: E402
 from emocam.train import targets as T  # noqa: E402
-from emocam.train.augment import augment, footage_like  # noqa: E402
+from emocam.train.augment import augment, footage_like, turned_like  # noqa: E402
 from emocam.train.export import export_onnx, load_checkpoint  # noqa: E402
 from emocam.train.config import StageConfig  # noqa: E402
-from emocam.train.fit import _initial_model, cascade, run_stage, to_input  # noqa: E402
+from emocam.train.fit import Targets, _initial_model, cascade, run_stage, to_input, train_one_epoch  # noqa: E402
 from emocam.train.models import WeightsError, build_model, imagenet_state_dict  # noqa: E402
 
 
@@ -325,10 +325,48 @@ def test_rehearsal_brings_fer_faces_into_the_target_stage(fer_csv, small_target,
     assert set(mixed.tests) == {"fer2013/PrivateTest", f"{small_target.name}/val"}
 
 
+def test_turned_faces_keep_frontal_ones_and_compress_the_far_side(pre48):
+    """At no yaw the synthesis gives the face back; turned, the face is re-cropped by its projected eyes, so its
+    texture moves but keeps its left-to-right order, and the far side is squeezed into fewer columns than the near."""
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    x = torch.linspace(-1, 1, 48)[None, None, None, :].repeat(4, 1, 48, 1)  # brightness rising left to right
+    assert torch.equal(turned_like(x, gen(), 0.0, pre48.crop), x)
+    assert (turned_like(x, gen(), 1.0, pre48.crop, max_yaw=0.0) - x).abs().max() < 1e-4
+    turned = turned_like(x, gen(), 1.0, pre48.crop, max_yaw=60.0)[:, 0, 24]  # the middle row of each face
+    assert ((turned - x[:, 0, 24]).abs().mean(1) > 0.05).all()
+    assert (turned.diff(dim=1) >= -1e-6).all()
+    # Where the brightness changes fastest, the face is seen most obliquely: it lies on the far side of the turn.
+    steep = turned.diff(dim=1).argmax(1)
+    near = turned.diff(dim=1)[:, 12:36].mean(1)
+    assert (turned.diff(dim=1).max(1).values > 1.5 * near).all() and ((steep < 16) | (steep > 31)).all()
+
+
+def test_logit_adjustment_teaches_rare_classes_more(pre48):
+    """With --logit-adjust the loss adds tau * log(class share) to the logits: a model trained where class 1 is 15
+    times rarer than class 3 then favours class 3 much less than with plain cross-entropy."""
+    labels = np.array([3] * 60 + [1] * 4)
+    faces = D.FaceSet(np.full((64, 48, 48), 128, np.uint8), labels, "t")
+    gap = {}
+    for tau in (0.0, 1.0):
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
+        torch.nn.init.zeros_(model[1].weight), torch.nn.init.zeros_(model[1].bias)
+        cfg = StageConfig(out=Path("unused"), data="target", batch=16, augment=False, logit_adjust=tau)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        targets = Targets(faces, None, 0.0, pre48, torch.device("cpu"))
+        for _ in range(10):
+            train_one_epoch(model, optimizer, faces.images, targets, torch.randperm(64), cfg, pre48,
+                            torch.device("cpu"), torch.Generator().manual_seed(0), "t")
+        logits = model(to_input(faces.images[:1], pre48, torch.device("cpu")))[0].detach()
+        gap[tau] = float(logits[3] - logits[1])
+    assert gap[0.0] > 2.5 and gap[1.0] < gap[0.0] - 2, gap  # log(15) = 2.7 is what the shift takes away
+    with pytest.raises(ValueError, match="--logit-adjust must be 0 or more"):
+        StageConfig(out=Path("unused"), logit_adjust=-1)
+
+
 @pytest.mark.slow
 def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
-    """--arch, --init (whose architecture the next stage takes by default), --target (twice), --footage, --carve,
-    --fer-framing, --rehearse, --distill and --ferplus, as the checkpoint records them."""
+    """--arch, --init (whose architecture the next stage takes by default), --target (twice), --footage, --turn,
+    --logit-adjust, --carve, --fer-framing, --rehearse, --distill and --ferplus, as the checkpoint records them."""
     first = run_here("emotrain", "fer", "--fer", str(fer_csv), "--variant", "fer28", "--limit", "64", "--epochs", "1",
                       "--batch", "32", "--arch", "mobilenet_v2_x2", "--out", str(tmp_path / "s1"))
     assert first.returncode == 0, first.stderr
@@ -337,7 +375,8 @@ def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
         shutil.copytree(small_target, second)
     result = run_here("emotrain", "single", "--init", str(tmp_path / "s1" / "best.pt"), "--target", str(small_target),
                        "--target", str(second), "--fer", str(fer_csv), "--rehearse", "16", "--distill", "0.5",
-                       "--footage", "0.25", "--carve", "0.3", "--fer-framing", "own",
+                       "--footage", "0.25", "--turn", "0.4", "--logit-adjust", "1.0", "--carve", "0.3",
+                       "--fer-framing", "own",
                        "--ferplus", str(shared / "ferplus" / "fer2013new.csv"), "--ferplus-majority",
                        "--epochs", "1", "--batch", "32", "--out", str(tmp_path / "s2"))
     assert result.returncode == 0, result.stderr
@@ -345,8 +384,8 @@ def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     config = ckpt["config"]
     assert config["arch"] == "mobilenet_v2_x2" and json.loads(ckpt["contract"])["preprocess"]["size"] == 48
     assert config["target"] == [str(small_target), str(second)]
-    assert (config["footage"], config["carve"], config["rehearse"], config["distill"], config["fer_framing"]) == \
-        (0.25, 0.3, 16, 0.5, "own")
+    assert (config["footage"], config["turn"], config["logit_adjust"], config["carve"], config["rehearse"],
+            config["distill"], config["fer_framing"]) == (0.25, 0.4, 1.0, 0.3, 16, 0.5, "own")
     assert config["ferplus"].endswith("fer2013new.csv") and config["ferplus_majority"]
     assert ckpt["origin"]["init"] == str(tmp_path / "s1" / "best.pt")
     report = json.loads((tmp_path / "s2" / "report.json").read_text())

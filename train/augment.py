@@ -1,5 +1,5 @@
-"""Training augmentation of batches of faces: mirror, small rotation, scale and shift, random erasing, and faces made
-to look like faces in footage."""
+"""Training augmentation of batches of faces: mirror, small rotation, scale and shift, random erasing, faces made
+to look like faces in footage, and faces turned in depth."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from emocam.align import CropSpec
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, erase: float = 0.0, footage: float = 0.0) -> torch.Tensor:
@@ -67,3 +69,44 @@ def footage_like(x: torch.Tensor, gen: torch.Generator, share: float) -> torch.T
             face = unit ** rand(0.6, 1.6) * (hi - lo) + lo
         x[i:i + 1] = face
     return x
+
+
+# Turned faces are synthesised on a vertical cylinder whose radius, in eye distances, is half a face's width (about
+# 2.2 eye distances from cheek to cheek), turned about its axis by up to MAX_TURN degrees.
+HEAD_RADIUS = 1.1
+MAX_TURN = 60.0
+
+
+def turned_like(x: torch.Tensor, gen: torch.Generator, share: float, crop: CropSpec,
+                max_yaw: float = MAX_TURN) -> torch.Tensor:
+    """``share`` of the faces turned in depth by a random yaw up to ``max_yaw`` degrees, then cropped again the way
+    the live side crops a turned face: by its projected eyes, whose distance shrinks as the head turns.
+
+    The face is texture on a cylinder (``HEAD_RADIUS`` eye distances) through the eye midpoint: a point at angle phi
+    moves to phi + yaw, so the near side is stretched and the far side foreshortened and, past the cheek, hidden.
+    Where the turn shows the side of the head, the face's edge is drawn out; beyond the head, the background stays
+    where it was."""
+    n = x.shape[0]
+    pick = torch.rand(n, generator=gen) < share
+    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    yaw = torch.rand(n, generator=gen) * math.radians(max_yaw) * sign
+    if not pick.any():
+        return x
+    yaw = torch.where(pick, yaw, torch.zeros(n))
+    r = HEAD_RADIUS
+    half_w, height = 0.5 + crop.side, crop.top + crop.bottom  # the crop's half-width and height in eye distances
+    eye = math.asin(0.5 / r)
+    left, right = r * torch.sin(yaw - eye), r * torch.sin(yaw + eye)  # the eyes as seen after the turn
+    k, mid = right - left, (left + right) / 2  # the new eye distance (in old ones) and eye midpoint
+    side = x.shape[-1]
+    pos = (torch.arange(side, dtype=x.dtype) + 0.5) / side * 2 - 1  # output pixel centres, -1..1
+    gx, gy = pos[None, None, :].expand(n, side, side), pos[None, :, None].expand(n, side, side)
+    seen_x = mid[:, None, None] + gx * half_w * k[:, None, None]  # where each output pixel lies, seen from the front
+    seen_y = ((gy + 1) / 2 * height - crop.top) * k[:, None, None]
+    phi = torch.asin((seen_x / r).clamp(-1, 1)) - yaw[:, None, None]  # the angle on the unturned face
+    on_face = r * torch.sin(phi.clamp(-math.pi / 2, math.pi / 2))  # the side of the head shows the face's edge
+    src_x = torch.where(seen_x.abs() < r, on_face, seen_x) / half_w
+    src_y = (seen_y + crop.top) / height * 2 - 1
+    grid = torch.stack([src_x, src_y], -1).to(x.device, x.dtype)
+    turned = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return torch.where(pick[:, None, None, None].to(x.device), turned, x)

@@ -35,6 +35,10 @@ Carve = Annotated[float, typer.Option(help="share of each target set's train per
 FerFraming = Annotated[str, typer.Option(help="FER-2013 faces as they are (own) or re-cropped like live faces (live)")]
 Footage = Annotated[float, typer.Option(help="share of training faces made to look like video: downscaled, blurred, "
                                              "relit")]
+Turn = Annotated[float, typer.Option(help="share of training faces turned in depth (up to 60 degrees of yaw) and "
+                                          "cropped again as the live side crops a turned face")]
+LogitAdjust = Annotated[float, typer.Option(help="logit-adjusted loss with this tau (1 is usual): rare classes such "
+                                                 "as disgust and fear need less evidence; 0 is plain cross-entropy")]
 Out = Annotated[Path, typer.Option(help="run folder for checkpoints, reports and the exported model")]
 Arch = Annotated[Optional[str], typer.Option(help="mobilenet_v2, efficientnet_lite0, their _x2 forms (which upsample "
                                                    "the input 2x inside), alexnet or vgg_m (default: the --init "
@@ -138,13 +142,15 @@ def cascade(fer: Fer = STAGE1.fer, target: Target = None, ferplus: FerPlus = STA
             lr1: Lr = STAGE1.lr, epochs2: Epochs = STAGE2.epochs, lr2: Lr = STAGE2.lr, step: Step = STAGE1.step,
             batch: Batch = STAGE1.batch, momentum: Momentum = STAGE1.momentum,
             weight_decay: Decay = STAGE1.weight_decay, balance: Balance = STAGE1.balance, erase: Erase = STAGE1.erase,
-            footage: Footage = STAGE1.footage, carve: Carve = STAGE1.carve, fer_framing: FerFraming = STAGE1.fer_framing,
+            footage: Footage = STAGE1.footage, turn: Turn = STAGE1.turn,
+            logit_adjust: LogitAdjust = STAGE1.logit_adjust, carve: Carve = STAGE1.carve, fer_framing: FerFraming = STAGE1.fer_framing,
             rehearse: Rehearse = STAGE2.rehearse, distill: Distill = STAGE2.distill, limit: Limit = STAGE1.limit,
             seed: Seed = STAGE1.seed, resume: Resume = False, device: Device = STAGE1.device,
             threads: Threads = STAGE1.threads, export: Export = True) -> None:
     """The cascade: ImageNet -> FER-2013 (FER32) -> target sets, then export."""
     common = dict(arch=arch, size=size, batch=batch, momentum=momentum, weight_decay=weight_decay, step=step,
-                  balance=balance, erase=erase, footage=footage, carve=carve, fer_framing=fer_framing, seed=seed,
+                  balance=balance, erase=erase, footage=footage, turn=turn, logit_adjust=logit_adjust, carve=carve,
+                  fer_framing=fer_framing, seed=seed,
                   device=device, threads=threads, fer=fer, target=tuple(target or ()))
     s1 = _stage(STAGE1, out=out / STAGE1.out.name, ferplus=ferplus, ferplus_majority=ferplus_majority,
                 weights=weights, epochs=epochs1, lr=lr1, limit=limit, **common)
@@ -166,6 +172,7 @@ def single(target: Target = None, out: Out = SINGLE.out, arch: Arch = None, size
            lr: Lr = SINGLE.lr, step: Step = SINGLE.step, batch: Batch = SINGLE.batch,
            momentum: Momentum = SINGLE.momentum, weight_decay: Decay = SINGLE.weight_decay,
            balance: Balance = SINGLE.balance, erase: Erase = SINGLE.erase, footage: Footage = SINGLE.footage,
+           turn: Turn = SINGLE.turn, logit_adjust: LogitAdjust = SINGLE.logit_adjust,
            carve: Carve = SINGLE.carve, fer_framing: FerFraming = SINGLE.fer_framing,
            rehearse: Rehearse = SINGLE.rehearse, distill: Distill = SINGLE.distill, seed: Seed = SINGLE.seed,
            resume: Resume = False, device: Device = SINGLE.device, threads: Threads = SINGLE.threads,
@@ -177,7 +184,8 @@ def single(target: Target = None, out: Out = SINGLE.out, arch: Arch = None, size
     cfg = _stage(SINGLE, out=out, target=tuple(target or ()), fer=fer, ferplus=ferplus,
                  ferplus_majority=ferplus_majority, arch=arch, size=size, init=init,
                  weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
-                 weight_decay=weight_decay, balance=balance, erase=erase, footage=footage, carve=carve,
+                 weight_decay=weight_decay, balance=balance, erase=erase, footage=footage, turn=turn,
+                 logit_adjust=logit_adjust, carve=carve,
                  fer_framing=fer_framing, rehearse=rehearse, distill=distill, seed=seed, device=device, threads=threads)
     from .fit import run_stage
 
@@ -193,6 +201,7 @@ def combined(fer: Fer = COMBINED.fer, target: Target = None, ferplus: FerPlus = 
              lr: Lr = COMBINED.lr, step: Step = COMBINED.step, batch: Batch = COMBINED.batch,
              momentum: Momentum = COMBINED.momentum, weight_decay: Decay = COMBINED.weight_decay,
              balance: Balance = COMBINED.balance, erase: Erase = COMBINED.erase, footage: Footage = COMBINED.footage,
+             turn: Turn = COMBINED.turn, logit_adjust: LogitAdjust = COMBINED.logit_adjust,
              carve: Carve = COMBINED.carve, fer_framing: FerFraming = COMBINED.fer_framing,
              limit: Limit = COMBINED.limit, seed: Seed = COMBINED.seed, resume: Resume = False,
              device: Device = COMBINED.device, threads: Threads = COMBINED.threads, export: Export = False) -> None:
@@ -200,7 +209,8 @@ def combined(fer: Fer = COMBINED.fer, target: Target = None, ferplus: FerPlus = 
     cfg = _stage(COMBINED, out=out, fer=fer, target=tuple(target or ()), ferplus=ferplus,
                  ferplus_majority=ferplus_majority, arch=arch, size=size, weights=weights, epochs=epochs, lr=lr,
                  step=step, batch=batch, momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase,
-                 limit=limit, seed=seed, device=device, threads=threads, footage=footage, carve=carve,
+                 limit=limit, seed=seed, device=device, threads=threads, footage=footage, turn=turn,
+                 logit_adjust=logit_adjust, carve=carve,
                  fer_framing=fer_framing)
     from .fit import run_stage
 
@@ -215,14 +225,16 @@ def fer(fer: Fer = FER.fer, ferplus: FerPlus = FER.ferplus, ferplus_majority: Ma
         weights: Weights = FER.weights, init: Init = FER.init, epochs: Epochs = FER.epochs, lr: Lr = FER.lr,
         step: Step = FER.step, batch: Batch = FER.batch, momentum: Momentum = FER.momentum,
         weight_decay: Decay = FER.weight_decay, balance: Balance = FER.balance, erase: Erase = FER.erase,
-        footage: Footage = FER.footage, carve: Carve = FER.carve, fer_framing: FerFraming = FER.fer_framing,
+        footage: Footage = FER.footage, turn: Turn = FER.turn, logit_adjust: LogitAdjust = FER.logit_adjust,
+        carve: Carve = FER.carve, fer_framing: FerFraming = FER.fer_framing,
         limit: Limit = FER.limit, seed: Seed = FER.seed, resume: Resume = False, device: Device = FER.device,
         threads: Threads = FER.threads, export: Export = False) -> None:
     """FER-2013 only (FER28 or FER32), from ImageNet or a checkpoint; with --target also scored on the target set."""
     cfg = _stage(FER, out=out, data=variant, fer=fer, ferplus=ferplus, ferplus_majority=ferplus_majority,
                  target=tuple(target or ()), arch=arch, size=size, init=init, weights=weights, epochs=epochs, lr=lr,
                  step=step, batch=batch, momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase,
-                 limit=limit, seed=seed, device=device, threads=threads, footage=footage, carve=carve,
+                 limit=limit, seed=seed, device=device, threads=threads, footage=footage, turn=turn,
+                 logit_adjust=logit_adjust, carve=carve,
                  fer_framing=fer_framing)
     from .fit import run_stage
 

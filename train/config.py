@@ -43,8 +43,10 @@ class StageConfig:
     augment: bool = True
     erase: float = 0.0
     footage: float = 0.0
+    turn: float = 0.0
     rehearse: int = 0
     distill: float = 0.0
+    logit_adjust: float = 0.0
     select: str = "acc"
     limit: int | None = None
     seed: int = 0
@@ -61,6 +63,10 @@ class StageConfig:
             raise ValueError(f"--carve must be between 0 and 1, got {self.carve}")
         if self.data not in DATA_KINDS:
             raise ValueError(f"unknown data '{self.data}'; choose one of {', '.join(DATA_KINDS)}")
+        if not 0 <= self.turn <= 1:
+            raise ValueError(f"--turn must be between 0 and 1, got {self.turn}")
+        if self.logit_adjust < 0:
+            raise ValueError(f"--logit-adjust must be 0 or more, got {self.logit_adjust}")
         if not 0 <= self.distill <= 1:
             raise ValueError(f"--distill must be between 0 and 1, got {self.distill}")
         if self.distill and not self.rehearse:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from emocam.align import Preprocess, to_tensor
 from emocam.contract import ModelContract
 
-from .augment import augment
+from .augment import augment, turned_like
 from .config import StageConfig
 from .data import CLASSES, FaceSet, fer_sets
 from .metrics import scores
@@ -178,8 +178,14 @@ def draw_epoch(cfg: StageConfig, epoch: int, splits: Splits, targets: Targets, g
 def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: np.ndarray, targets: Targets,
                     order: torch.Tensor, cfg: StageConfig, pre: Preprocess, device: torch.device,
                     gen: torch.Generator, desc: str) -> float:
-    """One pass over ``order`` in batches of ``cfg.batch`` (augmented with ``cfg.augment``); the mean loss."""
+    """One pass over ``order`` in batches of ``cfg.batch`` (augmented with ``cfg.augment``); the mean loss. With
+    ``cfg.logit_adjust`` tau, the loss is logit-adjusted (Menon et al., ICLR 2021): tau * log of the epoch's class
+    shares is added to the logits while training only, so rare classes need less evidence at inference."""
     model.train()
+    shift = 0.0
+    if cfg.logit_adjust:
+        shares = targets[order.numpy()].mean(0).clamp(min=1e-4)
+        shift = (cfg.logit_adjust * shares.log()).to(device)
     seen, loss_sum = 0, 0.0
     bar = tqdm(range(0, len(order), cfg.batch), desc=desc, leave=False, mininterval=2)
     for i in bar:
@@ -189,8 +195,10 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, im
         x = to_input(images[idx], pre, device)
         if cfg.augment:
             x = augment(x, gen, cfg.erase, cfg.footage)
+            if cfg.turn:
+                x = turned_like(x, gen, cfg.turn, pre.crop)
         x = x.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(x), targets[idx].to(device))
+        loss = F.cross_entropy(model(x) + shift, targets[idx].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -85,10 +85,10 @@ class Pipeline:
         pre = self.backend.contract.pre
         self.backend.predict(to_tensor(np.zeros((1, pre.size, pre.size), np.uint8), pre))
 
-    def detect(self, image: np.ndarray) -> Faces:
-        """Faces in a BGR image, read as ``reading`` says, with trusted landmarks, head pose and the quality gate's
-        verdict, in the image's pixels."""
-        seen, faces = read_faces(image, self.reading, self.detector, self.landmarker, self.gate)
+    def detect(self, image: np.ndarray, still: bool = True) -> Faces:
+        """Faces in a BGR image (``still``, or a frame of a video), read as ``reading`` says, with trusted landmarks,
+        head pose and the quality gate's verdict, in the image's pixels."""
+        seen, faces = read_faces(image, self.reading, self.detector, self.landmarker, self.gate, still)
         return faces if seen is image else in_original(faces, image.shape)
 
     def process(self, frame: Frame, faces: Faces, timings: Timings) -> Faces:
@@ -210,7 +210,7 @@ class Pipeline:
                 if stop.is_set():
                     return
                 t0 = time.perf_counter()
-                faces = self.detect(frame.image)
+                faces = self.detect(frame.image, source.still)
                 timings.seconds["detect"] += time.perf_counter() - t0
                 if not _put(out, (frame, faces), stop):
                     return

@@ -69,7 +69,7 @@ def test_live_defaults_come_from_one_declaration() -> None:
     from emocam.backends.tensorrt_engine import Profile
     from emocam.detect import FaceDetector
     from emocam.predictor import BatchedPredictor
-    from emocam.reading import READINGS, FaceReading
+    from emocam.reading import DEFAULT_READING, READINGS, FaceReading
     from emocam.smooth import Smoother
     from emocam.sources import IMAGE_SUFFIXES
     from emocam.train import cli as train_cli
@@ -81,7 +81,7 @@ def test_live_defaults_come_from_one_declaration() -> None:
 
     options, smoother = Options(), Smoother()
     assert (options.tau, options.hysteresis) == (smoother.tau_s, smoother.hysteresis)
-    assert options.face_reading == READINGS["live"] == FaceReading()
+    assert options.face_reading == READINGS[DEFAULT_READING] == READINGS["auto"]
     assert (defaults(FaceDetector)["range"], defaults(FaceDetector)["min_score"]) == \
         (FaceReading().detector, FaceReading().min_score)
     assert options.batch_frames == OPT_BATCH

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -29,12 +30,40 @@ def test_presets_resolve_with_overrides_and_unknown_names_list_the_valid_ones() 
     assert resolve_reading("stills", min_score=0.6) == replace(READINGS["stills"], min_score=0.6)
     given = FaceReading("full", 0.4, enlarge=True, keep="best")
     assert resolve_reading(given, detector="both") == replace(given, detector="both")
-    with pytest.raises(ValueError, match="unknown face reading 'far'; choose one of live, stills, fer"):
+    with pytest.raises(ValueError, match="unknown face reading 'far'; choose one of auto, live, stills, fer"):
         resolve_reading("far")
     with pytest.raises(ValueError, match="unknown keep 'first'"):
         FaceReading(keep="first")
     with pytest.raises(ValueError, match="unknown detector 'far'"):
         FaceReading("far")
+
+
+def test_auto_reads_stills_and_video_frames_at_their_own_scores_unless_one_is_given() -> None:
+    auto = READINGS["auto"]
+    assert DEFAULT_READING == "auto" and (auto.score(still=True), auto.score(still=False)) == (0.5, 0.7)
+    assert resolve_reading("auto", min_score=0.6).score(still=False) == 0.6  # a score given holds for video too
+    assert READINGS["live"].score(still=True) == READINGS["live"].score(still=False) == 0.7
+    # Labelled stills are read as auto reads a still, keeping the face each image is labelled for.
+    assert replace(READINGS["stills"], keep="all", video_min_score=auto.video_min_score) == auto
+
+
+def test_auto_takes_a_fainter_face_in_a_photo_than_in_a_video(tiny_model: Path, shared: Path, tmp_path: Path) -> None:
+    """A photo whose face the detector scores about 0.6 has it as a still; the same picture as the frames of a
+    video does not (there a false face would recur frame after frame), unless --min-score is given."""
+    photo = shared / "wild" / "val" / "angry" / "Doug_Collins_0002.jpg"
+    clip = tmp_path / "photo.avi"
+    image = cv2.imread(str(photo))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, image.shape[1::-1])
+    for _ in range(5):
+        writer.write(image)
+    writer.release()
+
+    def found(**options: object) -> tuple[int, int]:
+        with Recognizer(tiny_model, backend="onnxruntime", **options) as rec:
+            return len(rec(photo)), sum(len(faces) for _, faces in rec.stream(clip))
+
+    assert found() == (1, 0)
+    assert found(min_score=0.5) == (1, 5)
 
 
 def test_keep_chooses_every_face_the_largest_or_the_surest() -> None:

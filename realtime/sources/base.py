@@ -74,10 +74,12 @@ def frames_within(frame_bytes: int | None, most: int, share: float = 1 / 3) -> i
 
 class Source:
     """An iterable of frames and a context manager; ``decode_s`` accumulates the time spent decoding; ``frame_bytes``
-    is the size of one decoded frame where it is known before the frames come (files), for sizing queues."""
+    is the size of one decoded frame where it is known before the frames come (files), for sizing queues; ``still``
+    says that its one frame is a still image, not a frame of a video."""
 
     name: str
     live: bool
+    still: bool = False
     fps: float
     frame_count: int | None
     decode_s: float

@@ -167,6 +167,7 @@ class ImageFile(Source):
     """A still image as a source of one frame (index 0, time 0)."""
 
     live = False
+    still = True
     fps = 1.0
     frame_count = 1
     ended_early = None

@@ -59,7 +59,7 @@ def test_an_image_gives_its_faces_on_their_own(rec: emocam.Recognizer, shared: P
     assert len(faces) == 5 and faces.probs.shape == (5, 7) and sorted(faces.track_ids.tolist()) == [0, 1, 2, 3, 4]
     np.testing.assert_array_equal(faces.track_ids, again.track_ids)
     np.testing.assert_allclose(faces.smoothed, again.smoothed, atol=1e-6)
-    assert len(rec(path)) == 0  # the default short-range detector misses these small faces
+    assert len(rec(path)) == 5  # the default reading runs the full range too
 
 
 def test_stream_gives_every_frame_in_order_tracked_and_smoothed(rec: emocam.Recognizer, clip: Path) -> None:

@@ -156,10 +156,10 @@ def test_a_rerun_redoes_inputs_whose_options_changed(shared: Path, tiny_model: P
         assert result.returncode == 0, result.stderr
         return {Path(r["input"]).name: (r["status"], r["faces"]) for r in index_rows(out)}
 
-    assert statuses() == {"single_face.jpg": ("done", "1"), "multi_face.jpg": ("no face", "0")}
+    assert statuses() == {"single_face.jpg": ("done", "1"), "multi_face.jpg": ("done", "5")}
     assert "2 already finished" in batch(*images, "--out-dir", out, *model).stdout
-    # --detector reaches the detector: the full-range model finds the five small faces.
-    assert statuses("--detector", "full") == {"single_face.jpg": ("done", "1"), "multi_face.jpg": ("done", "5")}
+    # --detector reaches the detector: the short-range model alone, at the video score, finds none of the five.
+    assert statuses("--detector", "short", "--min-score", "0.7") == {"single_face.jpg": ("done", "1"), "multi_face.jpg": ("no face", "0")}
     # --min-score reaches the detector too: no face scores 0.999.
     assert statuses("--detector", "full", "--min-score", "0.999") == {"single_face.jpg": ("no face", "0"),
                                                                        "multi_face.jpg": ("no face", "0")}

@@ -120,6 +120,7 @@ def test_cli_api_batch_and_evaluate_report_the_same_reading(tiny_model: Path, cr
     folder = tmp_path / "folder" / "happy"
     folder.mkdir(parents=True)
     (folder / crowd.name).write_bytes(crowd.read_bytes())
+    cv2.imwrite(str(folder / "blank.png"), np.full((64, 64, 3), 128, np.uint8))  # an image without a face
     runner = CliRunner()
 
     def bench(*reading: str) -> dict:
@@ -143,7 +144,9 @@ def test_cli_api_batch_and_evaluate_report_the_same_reading(tiny_model: Path, cr
         result = runner.invoke(train_app, ["evaluate", str(tiny_model), "--folder", str(folder.parent), *reading,
                                            "--out", str(out)])
         assert result.exit_code == 0, result.output
-        return json.loads(out.with_suffix(".json").read_text())["reading"]
+        result = json.loads(out.with_suffix(".json").read_text())
+        assert (result["images"], result["found"]) == (2, 0.5)  # the share of images where a face was found
+        return result["reading"]
 
     for preset in ("stills", "fer"):
         expected = READINGS[preset].to_dict()

@@ -257,10 +257,11 @@ def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
     face_reading = _run(lambda: resolve_reading(reading))
     if out is not None:  # checked before the evaluation, which takes a while
         _run(lambda: _writable(*result_files(out)))
-    result = _run(lambda: evaluate_model(model, load_for(model, fer, split, folder, face_reading), backend))
+    faces, found = _run(lambda: load_for(model, fer, split, folder, face_reading))
+    result = {**_run(lambda: evaluate_model(model, faces, backend)), **found}
     if folder is not None:  # FER-2013's faces come cropped: no reading applies to them
         result["reading"] = face_reading.to_dict()
-    shown = ("data", "n", "coverage", "gated", "accuracy", "mean_recall", "recall", "reading")
+    shown = ("data", "images", "found", "n", "coverage", "gated", "accuracy", "mean_recall", "recall", "reading")
     print(json.dumps({k: result[k] for k in shown if k in result}, indent=1))
     if out is not None:
         _run(lambda: write_result(result, out))

@@ -44,17 +44,18 @@ def evaluate_model(model: Path, faces: FaceSet, backend: str = "onnxruntime", ba
 
 
 def load_for(model: Path, fer: Path | None, split: str, folder: Path | None,
-             reading: str | FaceReading = TARGET_READING) -> FaceSet:
-    """The evaluation faces, preprocessed with the model's own contract; a folder's faces read as ``reading`` says
-    (FER-2013's are already cropped)."""
+             reading: str | FaceReading = TARGET_READING) -> tuple[FaceSet, dict]:
+    """The evaluation faces, preprocessed with the model's own contract, and for a folder how many of its images
+    had a face (``images``, ``found``: the share), its faces read as ``reading`` says (FER-2013's come cropped)."""
     pre = read_contract(model).pre
     if folder is not None:
         faces, report = load_target(folder, pre, reading)
         describe(report, folder)
-        return faces
+        found = report.images - len(report.no_face) - len(report.unreadable)
+        return faces, {"images": report.images, "found": found / max(report.images, 1)}
     if fer is None:
         raise DataError("give --fer (with --split) or --folder")
-    return fer_split(fer, split, pre)
+    return fer_split(fer, split, pre), {}
 
 
 def plot_confusion(result: dict, out: Path) -> Path:

@@ -7,6 +7,9 @@ faces out). They are scored twice: as FER-2013 frames them, and re-cropped by th
 
     python scripts/validate_stage2.py ../shared/data runs/e_base/best.pt runs/e_footage/best.pt ...
 
+The carved persons' faces are also scored turned in depth by 45-60 degrees of yaw (``emotrain --turn``'s synthesis),
+beside the same faces frontal.
+
 A model given as ``a/best.pt+b/best.pt`` is the ensemble of the two; ``--mirror`` scores each model with the mirror
 average, as ``emotrain export --mirror`` makes it.
 """
@@ -17,13 +20,23 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from emocam.train.data import fer_sets, read_fer_csv
+from emocam.align import Preprocess
+from emocam.train.augment import turned_like
+from emocam.train.data import FaceSet, fer_sets, read_fer_csv
 from emocam.train.export import load_checkpoint, load_network
 from emocam.train.fit import predict
 from emocam.train.metrics import scores
 from emocam.train.targets import load_target
+
+
+def turned(faces: FaceSet, pre: Preprocess, seed: int) -> FaceSet:
+    """The faces turned in depth by 45 to 60 degrees of yaw, either way, and cropped again by their projected eyes."""
+    x = torch.from_numpy(faces.images[:, None].astype(np.float32))
+    x = turned_like(x, torch.Generator().manual_seed(seed), 1.0, pre.crop, max_yaw=60.0, min_yaw=45.0)
+    return FaceSet(x[:, 0].round().clamp(0, 255).numpy().astype(np.uint8), faces.labels, f"{faces.name} turned")
 
 
 def main() -> None:
@@ -45,7 +58,9 @@ def main() -> None:
         sets[f"fer2013/carved-val PublicTest ({framing} framing)"] = carved.subset(unseen)
     for name in ("wild", "ckplus48"):
         train, _ = load_target(args.data / name / "train", pre)
-        sets[f"{name}/carved-val"] = train.carve(args.carve, args.seed)[1]
+        carved = train.carve(args.carve, args.seed)[1]
+        sets[f"{name}/carved-val"] = carved
+        sets[f"{name}/carved-val turned 45-60"] = turned(carved, pre, args.seed)
     for spec in args.checkpoints:
         net, _, _ = load_network([Path(p) for p in spec.split("+")], args.mirror)
         row = {}

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Sequence
 
 import typer
 
 from . import USER_ERRORS
 from .backends import BACKENDS, throughput
 from .pipeline import STAGES, Timings
+from .provenance import VERSION
 from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model, quiet_native_stderr
 from .sinks import (CsvSink, JsonlSink, ProgressBar, SinkError, Staged, Summary, VideoSink, Window, check_paths,
                     plot_format, video_name)
-from .sources import STREAM_TIMEOUT_S, EndedEarly, open_source
+from .sources import STREAM_TIMEOUT_S, EndedEarly, Source, open_source
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, invoke_without_command=True,
                   help="Real-time facial emotion recognition on a camera, a stream or a video file.")
@@ -32,6 +34,8 @@ MinScoreOpt = Annotated[float, typer.Option("--min-score", min=0.0, max=1.0, hel
 TauOpt = Annotated[float, typer.Option("--tau", min=0.0, help="smoothing time constant in seconds")]
 HysteresisOpt = Annotated[float, typer.Option("--hysteresis", min=0.0, help="margin before the label changes")]
 EveryFrameOpt = Annotated[bool, typer.Option("--every-frame", help="CSV/JSONL: also a row for each frame without a face (only frame and timestamp_s filled), so rows line up with the video's timeline")]
+MaxFramesOpt = Annotated[Optional[int], typer.Option("--max-frames", min=1, help="take only the first N frames of each source")]
+DurationOpt = Annotated[Optional[float], typer.Option("--duration", help="take only the first S seconds of each source (a file's own time; a camera's or stream's since it opened)")]
 
 # Batch sizes at which bench times the classifier alone, and for how long each.
 MODEL_BATCHES = (1, 8, 64)
@@ -60,6 +64,13 @@ def stop_on_signals() -> None:
         signal.signal(signum, stop)
 
 
+def show_version(asked: bool) -> None:
+    """--version: print emocam's version and stop."""
+    if asked:
+        print(f"emocam {VERSION}")
+        raise typer.Exit()
+
+
 @app.callback(invoke_without_command=True)
 def live(
     ctx: typer.Context,
@@ -81,6 +92,9 @@ def live(
     tau: TauOpt = DEFAULTS.tau,
     hysteresis: HysteresisOpt = DEFAULTS.hysteresis,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="streams: seconds to wait for the server to connect or to send the next frame")] = STREAM_TIMEOUT_S,
+    max_frames: MaxFramesOpt = DEFAULTS.max_frames,
+    duration: DurationOpt = DEFAULTS.duration_s,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=show_version, help="print emocam's version and stop")] = False,
 ) -> None:
     """Recognise emotions live (--source) or in a video or image file (--video); q or Esc in the window stops."""
     if ctx.invoked_subcommand is not None:
@@ -102,7 +116,7 @@ def live(
                                               live=None if video is None else False, timeout_s=timeout))
         rec = stack.enter_context(Recognizer(model, detector=detector, backend=backend, device=device,
                                              min_score=min_score, tau=tau, hysteresis=hysteresis,
-                                             batch_frames=batch_frames))
+                                             batch_frames=batch_frames, max_frames=max_frames, duration_s=duration))
         classes = rec.classes
         # First in, last closed: while standard output carries JSONL, whatever the others print at close goes to stderr.
         sinks = [] if jsonl is None else [stack.enter_context(JsonlSink(jsonl, classes, every_frame))]
@@ -117,7 +131,7 @@ def live(
         if csv is not None:
             sinks.append(stack.enter_context(CsvSink(csv, classes, every_frame)))
         if not src.live:
-            sinks.append(stack.enter_context(ProgressBar(src.frame_count, Path(src.name).name)))
+            sinks.append(stack.enter_context(ProgressBar(planned_frames(src, rec.options), Path(src.name).name)))
         rec.run(src, sinks)
     if getattr(src, "ended_early", None) is not None:  # told once the outputs are closed: they hold what was read
         raise src.ended_early
@@ -171,18 +185,28 @@ def batch(
     min_score: MinScoreOpt = DEFAULTS.min_score,
     tau: TauOpt = DEFAULTS.tau,
     hysteresis: HysteresisOpt = DEFAULTS.hysteresis,
+    max_frames: MaxFramesOpt = DEFAULTS.max_frames,
+    duration: DurationOpt = DEFAULTS.duration_s,
 ) -> None:
     """Many files, one CSV and summary each, recorded in OUT_DIR/index.csv as they finish; a file that cannot be read
     or has no face is recorded and the batch goes on; a rerun skips what was finished with the same model and options."""
     from .batch import INDEX, run_batch
 
     options = Options(model=model, detector=detector, min_score=min_score, backend=backend, device=device, tau=tau,
-                      hysteresis=hysteresis, batch_frames=batch_frames)
+                      hysteresis=hysteresis, batch_frames=batch_frames, max_frames=max_frames, duration_s=duration)
     counts = run_batch(inputs, out_dir, options, every_frame, workers, ray, parquet)
     skipped = counts.pop("skipped")
     ran = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
     print(f"{skipped + sum(counts.values())} inputs: {skipped} already finished; this run: {ran}; "
           f"index {out_dir / INDEX}" + (f"; all rows in {parquet}" if parquet is not None else ""))
+
+
+def planned_frames(src: Source, options: Options) -> int | None:
+    """How many frames of a file a run will take, for its progress bar (None where the file does not say)."""
+    counts = [src.frame_count, options.max_frames,
+              None if options.duration_s is None else math.ceil(options.duration_s * src.fps)]
+    known = [n for n in counts if n is not None]
+    return min(known) if known else None
 
 
 def bench_table(t: Timings, backend: str, rates: dict[int, float]) -> str:
@@ -196,10 +220,27 @@ def bench_table(t: Timings, backend: str, rates: dict[int, float]) -> str:
     return "\n".join(lines)
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Tell the user what went wrong in one line and exit."""
+def fail(message: str, code: int = 2) -> int:
+    """Tell the user what went wrong in one line; returns the exit code."""
     print(f"emocam: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(code)
+    return code
+
+
+def run(args: Sequence[str] | None = None) -> int:
+    """Run the command line ``args`` (default: the process's); its exit code, every user error told in one line."""
+    try:
+        code = app(args=None if args is None else list(args), prog_name="emocam", standalone_mode=False)
+    except EndedEarly as e:
+        return fail(str(e), ENDED_EARLY)
+    except USER_ERRORS + (UsageProblem,) as e:
+        return fail(str(e))
+    except typer.TyperException as e:  # bad or missing options and arguments
+        return fail(e.format_message())
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    except Stopped as e:
+        return 128 + e.signum
+    return code if isinstance(code, int) else 0
 
 
 def main() -> None:
@@ -208,19 +249,7 @@ def main() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     quiet_native_stderr()
     stop_on_signals()
-    try:
-        code = app(prog_name="emocam", standalone_mode=False)
-    except EndedEarly as e:
-        fail(str(e), ENDED_EARLY)
-    except USER_ERRORS + (UsageProblem,) as e:
-        fail(str(e))
-    except typer.TyperException as e:  # bad or missing options and arguments
-        fail(e.format_message())
-    except KeyboardInterrupt:
-        sys.exit(128 + signal.SIGINT)
-    except Stopped as e:
-        sys.exit(128 + e.signum)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(run())
 
 
 if __name__ == "__main__":

@@ -45,6 +45,10 @@ class Options:
     hysteresis: float = 0.1
     # Files send eight frames' faces per model call: less model time per face than one frame a call, even on the CPU.
     batch_frames: int = 8
+    # How much of each source a run takes (None: all of it): its first frames, or its first seconds by the frames'
+    # own timestamps (a file's container time, a live source's time since it opened).
+    max_frames: int | None = None
+    duration_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.detector not in RANGES:
@@ -52,6 +56,10 @@ class Options:
         if self.batch_frames < 1 or self.tau < 0 or self.hysteresis < 0 or not 0 <= self.min_score <= 1:
             raise UsageProblem(f"batch_frames must be >= 1, tau and hysteresis >= 0 and min_score in [0, 1]; got "
                                f"{self.batch_frames}, {self.tau}, {self.hysteresis} and {self.min_score}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise UsageProblem(f"--max-frames must be at least 1, got {self.max_frames}")
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise UsageProblem(f"--duration must be more than 0 seconds, got {self.duration_s:g}")
 
     @property
     def model_path(self) -> Path:
@@ -107,10 +115,11 @@ class Recognizer:
     def __init__(self, model: str | Path | None = None, detector: str = DEFAULTS.detector,
                  backend: str = DEFAULTS.backend, device: int | str = DEFAULTS.device, min_score: float = DEFAULTS.min_score,
                  tau: float = DEFAULTS.tau, hysteresis: float = DEFAULTS.hysteresis,
-                 batch_frames: int = DEFAULTS.batch_frames) -> None:
+                 batch_frames: int = DEFAULTS.batch_frames, max_frames: int | None = DEFAULTS.max_frames,
+                 duration_s: float | None = DEFAULTS.duration_s) -> None:
         self.options = Options(model=None if model is None else Path(model), detector=detector, min_score=min_score,
                                backend=backend, device=device, tau=tau, hysteresis=hysteresis,
-                               batch_frames=batch_frames)
+                               batch_frames=batch_frames, max_frames=max_frames, duration_s=duration_s)
         path = self.options.model_path
         if model is None and not path.is_file():
             raise ModelError(f"no model shipped at {path} yet; pass --model PATH (an ONNX file from 'emotrain export')")
@@ -149,19 +158,24 @@ class Recognizer:
     def stream(self, source: str | int | Path | Source, max_frames: int | None = None,
                timings: Timings | None = None) -> Iterator[tuple[Frame, Faces]]:
         """(frame, faces) for every frame of a video or image file, or for the newest frames of a camera (an index)
-        or stream URL: tracked, batched, smoothed, in frame order. A source given by name is opened and closed here;
-        a file that ends early raises EndedEarly after its last frame."""
+        or stream URL: tracked, batched, smoothed, in frame order, up to ``max_frames`` (default: the options') and
+        the options' ``duration_s``. A source given by name is opened and closed here; a file that ends early raises
+        EndedEarly after its last frame."""
         self.reset()
+        max_frames = self.options.max_frames if max_frames is None else max_frames
         with ExitStack() as stack:
             src = source if isinstance(source, Source) else stack.enter_context(open_source(source))
-            yield from self.pipeline.stream(src, self.options.batch_frames, max_frames, timings)
+            yield from self.pipeline.stream(src, self.options.batch_frames, max_frames, timings,
+                                            self.options.duration_s)
             if getattr(src, "ended_early", None) is not None:
                 raise src.ended_early
 
     def run(self, source: Source, sinks: Sequence[Sink] = ()) -> Timings:
-        """Write an opened source's frames into ``sinks`` until it ends or a sink stops it; the caller closes both."""
+        """Write an opened source's frames into ``sinks`` until it ends, a sink stops it or the options' max_frames or
+        duration_s is reached; the caller closes both."""
         self.reset()
-        return self.pipeline.run(source, sinks, batch_frames=self.options.batch_frames)
+        return self.pipeline.run(source, sinks, self.options.max_frames, self.options.batch_frames,
+                                 self.options.duration_s)
 
     def analyze(self, path: str | Path, every_frame: bool = False):
         """A video or image file's records as a pandas DataFrame, the CSV's columns and rows (``every_frame``: also a

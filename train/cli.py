@@ -274,6 +274,7 @@ def engine(onnx: Annotated[Path, typer.Argument(help="exported ONNX model")],
 
 def main() -> None:
     """Entry point of the ``emotrain`` script: usage errors, too, are one line."""
+    from emocam.extras import missing, optional
     from emocam.recognizer import quiet_native_stderr
 
     quiet_native_stderr()
@@ -282,6 +283,11 @@ def main() -> None:
     except typer.TyperException as e:  # bad or missing options and arguments (no arguments: the help, printed)
         if e.format_message():
             print(f"emotrain: error: {e.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except ModuleNotFoundError as e:  # emocam installed without the training extra (pip install emocam)
+        if not optional(e):
+            raise
+        print(f"emotrain: error: {missing(e.name)} (or make setup-train in a checkout)", file=sys.stderr)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -1,0 +1,77 @@
+"""How much of a source a run takes (--max-frames, --duration) and how a live stream's run reads and ends: a progress
+line when headless, exit 0 with a note when the stream ends, an error when the connection drops."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from emocam import cli
+
+_spec = importlib.util.spec_from_file_location("stream_lag", Path(__file__).parents[1] / "scripts" / "stream_lag.py")
+stream_lag = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stream_lag)
+
+
+def frames_in(path: Path) -> list[int]:
+    with open(path, newline="") as f:
+        return [int(r["frame"]) for r in csv.DictReader(f)]
+
+
+def emocam(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
+    """``emocam ARGS`` in this process: its exit code, standard output and standard error."""
+    code = cli.run([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def live_clip(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's faces as a 2 s H.264 clip, 320x180 at 30 fps with a key frame every half second."""
+    return stream_lag.make_clip(tmp_path_factory.mktemp("stream") / "live.mp4", 320, 180, 30, 2.0, 15, source=clip)
+
+
+def test_max_frames_and_duration_cut_a_file(clip: Path, tiny_model: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    base = ("--video", clip, "--model", tiny_model, "--no-display", "--every-frame")
+    code, out, _ = emocam(capsys, *base, "--csv", tmp_path / "n.csv", "--max-frames", 10)
+    assert code == 0 and frames_in(tmp_path / "n.csv") == list(range(10)) and "10 frames" in out
+    # The clip runs at 30 fps: its first second is frames 0-29, by their timestamps.
+    code, out, _ = emocam(capsys, *base, "--csv", tmp_path / "d.csv", "--duration", 1)
+    assert code == 0 and frames_in(tmp_path / "d.csv") == list(range(30))
+    code, _, err = emocam(capsys, *base, "--duration", 0)
+    assert code == 2 and "--duration must be more than 0 seconds" in err
+
+
+def test_max_frames_on_an_image_and_on_a_stream(shared: Path, live_clip: Path, tiny_model: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    model = ("--model", tiny_model, "--no-display", "--every-frame")
+    code, _, _ = emocam(capsys, "--video", shared / "images" / "single_face.jpg", *model, "--csv", tmp_path / "i.csv",
+                        "--max-frames", 3)
+    assert code == 0 and frames_in(tmp_path / "i.csv") == [0]
+    with stream_lag.LoopServer(live_clip) as server:  # a live stream that would go on for ever
+        code, _, err = emocam(capsys, "--source", server.url, *model, "--csv", tmp_path / "s.csv", "--max-frames", 12)
+    assert code == 0, err
+    assert len(frames_in(tmp_path / "s.csv")) == 12
+
+
+def test_duration_on_a_stream(live_clip: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with stream_lag.LoopServer(live_clip) as server:
+        code, _, err = emocam(capsys, "--source", server.url, "--model", tiny_model, "--no-display", "--jsonl",
+                              tmp_path / "s.jsonl", "--every-frame", "--duration", 1.5)
+    assert code == 0, err
+    times = [json.loads(line)["timestamp_s"] for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert 10 < len(times) and times[-1] - times[0] < 1.5 and times[-1] - times[0] > 1.0
+
+
+def test_a_batch_takes_max_frames_of_each_input(clip: Path, tiny_model: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    code, _, err = emocam(capsys, "batch", clip, "--out-dir", tmp_path / "out", "--model", tiny_model,
+                          "--max-frames", 7)
+    assert code == 0, err
+    [csv_file] = (tmp_path / "out").glob("single_face-*.csv")
+    assert frames_in(csv_file) == list(range(7))

@@ -9,12 +9,15 @@ from .backends import BackendError
 from .batch import run_batch
 from .contract import ModelError
 from .extras import MissingExtra
-from .faces import Faces
+from .faces import Faces, Frame
+from .outputs import SinkError
+from .overlay import annotate
 from .pipeline import Pipeline, Timings
 from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model
 from .records import columns, records
-from .sinks import CsvSink, JsonlSink, Sink, SinkError, Summary, VideoSink, annotate
-from .sources import EndedEarly, Frame, Source, SourceError, open_source
+from .sinks import CsvSink, JsonlSink, Sink, VideoSink
+from .sources import EndedEarly, Source, SourceError, open_source
+from .summary import Summary
 
 # Every error a user can cause, each told in one line (what the emocam command prints after "emocam: error:").
 USER_ERRORS = (SourceError, ModelError, BackendError, SinkError, UsageProblem, MissingExtra)

@@ -21,10 +21,12 @@ from typing import Callable, Iterable, Iterator, Sequence
 from .backends import sha256
 from .contract import ModelError
 from .extras import require
+from .outputs import SinkError, Staged, writable
 from .recognizer import Options, Recognizer, UsageProblem
 from .records import read_csv
-from .sinks import CsvSink, SinkError, Staged, Summary, writable
+from .sinks import CsvSink
 from .sources import IMAGE_SUFFIXES, SourceError, open_source
+from .summary import Summary
 
 # What a folder is searched for (a file named on the command line is taken whatever its name).
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp")

@@ -15,12 +15,13 @@ import typer
 
 from . import USER_ERRORS
 from .backends import BACKENDS, throughput
+from .outputs import SinkError, Staged, check_paths
 from .pipeline import STAGES, Timings
 from .provenance import VERSION
 from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model, quiet_native_stderr
-from .sinks import (CsvSink, JsonlSink, ProgressBar, SinkError, Staged, Summary, VideoSink, Window, check_paths,
-                    plot_format, video_name)
+from .sinks import CsvSink, JsonlSink, ProgressBar, VideoSink, Window, video_name
 from .sources import STREAM_TIMEOUT_S, EndedEarly, Source, open_source
+from .summary import Summary, plot_format
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, invoke_without_command=True,
                   help="Real-time facial emotion recognition on a camera, a stream or a video file.")

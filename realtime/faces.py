@@ -1,4 +1,4 @@
-"""The one value that flows through the live pipeline: the faces of one frame."""
+"""The values that flow through the live pipeline: a decoded frame, and the faces found in it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,17 @@ def left_first(pairs: np.ndarray) -> np.ndarray:
     return np.take_along_axis(pairs, order[:, :, None], axis=1)
 
 
+@dataclass(frozen=True)
+class Frame:
+    """One decoded BGR frame; ``timestamp_s`` is the container time for files, seconds since start for live;
+    ``stream_s`` (live) the frame's time on the camera's or stream's own clock, where it has one."""
+
+    index: int
+    timestamp_s: float
+    image: np.ndarray
+    stream_s: float | None = None
+
+
 @dataclass
 class Faces:
     """Parallel arrays, one row per face; each pipeline stage fills in its own fields.
@@ -21,7 +32,7 @@ class Faces:
     eyes: (N, 2, 2) float32 eye centres, image-left eye first. track_ids: (N,) int64, -1 until tracked.
     pose: (N, 3) float32 yaw, pitch, roll in degrees (yaw > 0: the face turns to the image's right; pitch > 0: it
     looks up). keypoints: (N, 6, 2) float32 the detector's keypoints (eyes, nose tip, mouth, ears), or None.
-    quality: (N,) str, "ok" or why the face is not labelled (see ``emocam.quality``).
+    quality: (N,) str, "ok" or why the face is not labelled (see ``emocam.gate``).
     landmarks: (N,) str, where the eye centres come from: "detector" (its keypoints), "mesh" (Face Mesh, where the
     keypoints were in doubt) or "box" (neither found them: placed from the box, so the face can still be drawn).
     crops: (N, S, S) uint8 aligned faces. probs / smoothed: (N, K) float32. labels: (N,) int64 class index;

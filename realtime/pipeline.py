@@ -19,13 +19,15 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .align import crop_face, to_tensor
-from .batching import BatchedPredictor
 from .backends import Backend
-from .faces import Faces
-from .sinks import Sink, annotate
-from .quality import Gate, Landmarker
+from .faces import Faces, Frame
+from .gate import Gate
+from .landmarks import Landmarker
+from .overlay import annotate
+from .predictor import BatchedPredictor
+from .sinks import Sink
 from .smooth import Smoother
-from .sources import Frame, Source
+from .sources import Source
 from .track import Tracker
 
 STAGES = ("decode", "detect", "track", "align", "infer", "smooth", "write")

@@ -16,14 +16,14 @@ import numpy as np
 from .backends import open_backend
 from .contract import ModelError
 from .detect import MIN_SCORE, RANGES, FaceDetector
-from .faces import Faces
-from .pipeline import Pipeline, Timings
-from .quality import Landmarker
 from .extras import require
+from .faces import Faces, Frame
+from .landmarks import Landmarker
+from .pipeline import Pipeline, Timings
 from .records import dataframe, iter_dicts
 from .sinks import Sink
 from .smooth import Smoother
-from .sources import Frame, Source, open_source, read_image
+from .sources import Source, open_source, read_image
 from .track import Tracker
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .extras import require
-from .faces import Faces
-from .sources import Frame
+from .faces import Faces, Frame
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Iterator
 
 from emocam import CsvSink, Recognizer, Summary
+from emocam.faces import Frame
 from emocam.sinks import Sink
-from emocam.sources import Frame, Source, VideoFile
+from emocam.sources import Source, VideoFile
 
 
 def rss_mb() -> float:

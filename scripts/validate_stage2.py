@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
-from emocam.train.data import fer_sets, load_target, read_fer_csv
+from emocam.train.data import fer_sets, read_fer_csv
 from emocam.train.export import load_checkpoint, load_network
 from emocam.train.fit import predict
 from emocam.train.metrics import scores
+from emocam.train.targets import load_target
 
 
 def main() -> None:

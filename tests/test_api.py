@@ -16,7 +16,7 @@ import pytest
 import emocam
 from emocam.faces import Faces
 from emocam.records import columns, csv_cells, read_csv, records
-from emocam.sources import Frame
+from emocam.faces import Frame
 
 ROOT = Path(__file__).parents[1]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emocam.align import Preprocess, crop_face, prepare_gray, to_tensor
-from emocam.batching import BatchedPredictor
+from emocam.predictor import BatchedPredictor
 from emocam.contract import ModelContract, read_contract
 from emocam.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, open_backend, open_tensorrt,
                               open_torch, throughput)
@@ -128,7 +128,7 @@ def test_backend_matches_onnxruntime_cpu(spec: str, tolerance: float, model: Pat
 
 def test_fp16_onnx_for_tensorrt_keeps_float32_io_and_the_answers(model: Path, faces: np.ndarray,
                                                                  reference: np.ndarray, tmp_path: Path) -> None:
-    from emocam.trt_engine import fp16_onnx
+    from emocam.backends.tensorrt_engine import fp16_onnx
 
     half = tmp_path / "half.onnx"
     half.write_bytes(fp16_onnx(model))
@@ -252,7 +252,7 @@ FACTS = {"tensorrt": "10.13.3.9", "gpu": "NVIDIA H200", "compute_capability": "9
 
 
 def test_engine_is_reused_only_when_every_sidecar_field_matches(model: Path, tmp_path: Path) -> None:
-    from emocam.trt_engine import Profile, describe, stale_reason
+    from emocam.backends.tensorrt_engine import Profile, describe, stale_reason
 
     built = describe(model, True, Profile(), FACTS)
     assert json.loads(json.dumps(built)) == built
@@ -270,7 +270,7 @@ def test_engine_is_reused_only_when_every_sidecar_field_matches(model: Path, tmp
 
 
 def test_engine_paths_sidecars_and_profiles(tmp_path: Path) -> None:
-    from emocam.trt_engine import Profile, engine_path, read_sidecar, sidecar_path
+    from emocam.backends.tensorrt_engine import Profile, engine_path, read_sidecar, sidecar_path
 
     engine = engine_path(tmp_path / "model.onnx")
     assert engine.name == "model.fp16.engine" and engine_path(tmp_path / "m.onnx", fp16=False).name == "m.fp32.engine"
@@ -283,7 +283,7 @@ def test_engine_paths_sidecars_and_profiles(tmp_path: Path) -> None:
 
 
 def test_engine_for_without_tensorrt_raises_backend_error(model: Path) -> None:
-    from emocam.trt_engine import build_engine, engine_for
+    from emocam.backends.tensorrt_engine import build_engine, engine_for
 
     try:
         import tensorrt  # noqa: F401

@@ -27,8 +27,9 @@ import pytest
 
 from conftest import CLASSES
 from emocam.contract import METADATA_KEY
-from emocam.sinks import Summary, Timeline, partial_name
+from emocam.outputs import partial_name
 from emocam.sources import open_source
+from emocam.summary import Summary, Timeline
 
 SAMPLE = Path(__file__).parents[1] / "samples" / "single_face.mp4"  # 72 frames, one face
 

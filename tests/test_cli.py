@@ -15,7 +15,7 @@ import onnx
 import pytest
 
 from emocam.cli import default_model
-from emocam.sinks import partial_name
+from emocam.outputs import partial_name
 
 
 def emocam(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -11,10 +11,11 @@ import pytest
 
 from emocam.align import to_tensor
 from emocam.detect import FaceDetector
+from emocam.faces import Frame
 from emocam.backends import Backend, open_backend
 from emocam.pipeline import STAGES, Pipeline, Timings
 from emocam.sinks import CsvSink, Sink
-from emocam.sources import Frame, SourceError, open_source
+from emocam.sources import SourceError, open_source
 
 
 @pytest.fixture(scope="module")

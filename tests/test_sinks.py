@@ -13,8 +13,11 @@ import pytest
 from conftest import CLASSES
 from emocam.faces import Faces
 from emocam.records import columns
-from emocam.sinks import CsvSink, SinkError, Summary, VideoSink, Window, annotate, partial_name
-from emocam.sources import Frame
+from emocam.faces import Frame
+from emocam.outputs import SinkError, partial_name
+from emocam.overlay import annotate
+from emocam.sinks import CsvSink, VideoSink, Window
+from emocam.summary import Summary
 
 
 def frame_with_faces(index: int, n: int = 2, fps: float = 25.0) -> tuple[Frame, Faces]:

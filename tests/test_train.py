@@ -19,8 +19,10 @@ torch = pytest.importorskip("torch", reason="the training extra is not installed
 from emocam.align import to_tensor  # noqa: E402
 from emocam.train import data as D  # noqa: E402
 from emocam.train import models  # noqa: E402
+from emocam.train import targets as T  # noqa: E402
+from emocam.train.augment import augment, footage_like  # noqa: E402
 from emocam.train.export import export_onnx, load_checkpoint  # noqa: E402
-from emocam.train.fit import StageConfig, _initial_model, augment, cascade, run_stage, to_input  # noqa: E402
+from emocam.train.fit import StageConfig, _initial_model, cascade, run_stage, to_input  # noqa: E402
 from emocam.train.models import WeightsError, build_model, imagenet_state_dict  # noqa: E402
 
 
@@ -171,10 +173,10 @@ def test_train_and_live_preprocessing_are_identical(small_target, fer_csv, pre48
     from emocam.detect import enlarge
     from emocam.train.framing import live_crops
 
-    faces, report = D.load_target(small_target / "val", pre48)
+    faces, report = T.load_target(small_target / "val", pre48)
     files = [f for f in sorted((small_target / "val").glob("*/*.jpg"))
              if str(f.relative_to(small_target / "val")) not in report.no_face]
-    with Recognizer(tiny_model, detector="both", min_score=D.TARGET_MIN_SCORE) as live:
+    with Recognizer(tiny_model, detector="both", min_score=T.TARGET_MIN_SCORE) as live:
         for i in (0, 1):  # a wild photo, as a target image and as a frame
             seen = live(str(files[i]))
             k = int(np.argmax(seen.boxes[:, 2] * seen.boxes[:, 3]))
@@ -218,14 +220,14 @@ def test_data_errors_name_the_file(case, tmp_path, small_target):
 def test_a_corrupt_image_or_broken_link_in_a_target_folder_is_named_and_left_out(tmp_path, small_target, pre48):
     root = tmp_path / "t"
     shutil.copytree(small_target / "val", root)
-    whole, _ = D.load_target(root, pre48)
+    whole, _ = T.load_target(root, pre48)
     (root / "happy" / "broken.jpg").write_bytes(b"not an image")
     (root / "sad" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
-    faces, report = D.load_target(root, pre48)
+    faces, report = T.load_target(root, pre48)
     assert sorted(report.unreadable) == ["happy/broken.jpg", "sad/gone.jpg"]
     assert len(faces) == len(whole)
     out = io.StringIO()
-    D.describe(report, root, out)
+    T.describe(report, root, out)
     assert "2 of" in out.getvalue() and "broken.jpg" in out.getvalue()
 
 
@@ -287,7 +289,7 @@ def test_gated_faces_count_as_wrong_and_coverage_is_reported():
 
 
 def test_carved_validation_never_shares_a_person_with_training():
-    names = np.array([D.person(Path(f)) for f in
+    names = np.array([T.person(Path(f)) for f in
                       ["Ann_Lee_0001.jpg", "Ann_Lee_0002.jpg", "Bo_0001.jpg", "S005_001_00000011.png",
                        "S005_002_00000003.png", "Cy_7.jpg"] * 5])
     assert set(names) == {"Ann_Lee", "Bo", "S005", "Cy"}
@@ -298,8 +300,6 @@ def test_carved_validation_never_shares_a_person_with_training():
 
 
 def test_footage_augmentation_touches_only_its_share():
-    from emocam.train.fit import footage_like
-
     x = torch.linspace(-2, 2, 8 * 48 * 48).reshape(8, 1, 48, 48)
     assert torch.equal(footage_like(x, torch.Generator().manual_seed(0), 0.0), x)
     out = footage_like(x, torch.Generator().manual_seed(0), 1.0)

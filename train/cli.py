@@ -57,7 +57,7 @@ def fail(message: str, code: int = 2) -> None:
 
 def _writable(*paths: Path) -> None:
     """Make the files' folders and check that files can be written there, before a long run (SinkError if not)."""
-    from emocam.sinks import can_write
+    from emocam.outputs import can_write
 
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,9 +75,9 @@ def _run(action):
     """Run ``action``; user errors become one line on stderr and a non-zero exit."""
     from .data import DataError
     from .models import WeightsError
-    from emocam.contract import ModelError
     from emocam.backends import BackendError
-    from emocam.sinks import SinkError
+    from emocam.contract import ModelError
+    from emocam.outputs import SinkError
 
     try:
         return action()
@@ -93,14 +93,14 @@ def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, m
     """ONNX (checked against PyTorch on the first checkpoint's validation faces, or FER-2013 PrivateTest faces
     with ``fer``), the torch program beside it, and a TensorRT engine where TensorRT runs."""
     from emocam.backends import BackendError
-    from emocam.sinks import check_paths
+    from emocam.outputs import check_paths
 
     outputs = {"--out": onnx_path, "its torch program": onnx_path.with_suffix(".pt2"),
                "its parity report": onnx_path.with_suffix(".parity.json")}
     _writable(*outputs.values())
     check_paths({f"checkpoint {c}": c for c in checkpoints}, outputs)
 
-    from emocam.trt_engine import build_engine
+    from emocam.backends import build_engine
 
     from .export import export_onnx, export_program, load_checkpoint
 
@@ -229,7 +229,7 @@ def measure(fer: Fer = None,
     """FER-2013's framing (crop margins around the eyes), the head poses of its training faces and the keypoint-pose
     constants, as the live detector and landmarks see them: where CropSpec's and the quality gate's defaults come
     from."""
-    from .framing import measure_fer
+    from .data import measure_fer
 
     if fer is None:
         fail("give --fer (FER-2013's csv)")
@@ -266,7 +266,7 @@ def engine(onnx: Annotated[Path, typer.Argument(help="exported ONNX model")],
            max_batch: Annotated[int, typer.Option(help="largest batch the engine accepts")] = 64,
            fp32: Annotated[bool, typer.Option("--fp32", help="build in fp32 instead of fp16")] = False) -> None:
     """A TensorRT engine for this GPU, with a JSON sidecar of the TensorRT version, GPU, profile and ONNX it fits."""
-    from emocam.trt_engine import build_engine
+    from emocam.backends import build_engine
 
     built = _run(lambda: build_engine(onnx, out, opt_batch=min(8, max_batch), max_batch=max_batch, fp16=not fp32))
     print(f"TensorRT engine {built}")

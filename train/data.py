@@ -1,4 +1,5 @@
-"""Training data: FER-2013 (csv or image folders), FER+ votes, and target image folders through the live crop."""
+"""Training data: FER-2013 (csv or image folders) and FER+ votes, and the face sets they make (target image folders
+are read by ``targets``)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,13 @@ import gzip
 import hashlib
 import json
 import os
-import re
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from emocam.align import Preprocess, crop_face, prepare_gray
+from emocam.align import Preprocess, prepare_gray
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FER_USAGES = ("Training", "PublicTest", "PrivateTest")
@@ -90,7 +89,8 @@ def cache_dir() -> Path:
     return path
 
 
-def _file_key(*parts: object) -> str:
+def file_key(*parts: object) -> str:
+    """A short digest of ``parts``: the name of a cache file."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -100,7 +100,7 @@ def read_fer_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"FER-2013 file not found: {path}")
     stat = path.stat()
-    cached = cache_dir() / f"fer-{_file_key(str(path.resolve()), stat.st_size, stat.st_mtime)}.npz"
+    cached = cache_dir() / f"fer-{file_key(str(path.resolve()), stat.st_size, stat.st_mtime)}.npz"
     if cached.is_file():
         with np.load(cached) as z:
             return z["images"], z["labels"], z["usage"]
@@ -213,7 +213,7 @@ def live_fer_crops(fer: Path, images: np.ndarray, pre: Preprocess) -> np.ndarray
     from .framing import live_crops
 
     stat = Path(fer).stat()
-    key = _file_key(str(Path(fer).resolve()), stat.st_size, stat.st_mtime, pre.to_dict())
+    key = file_key(str(Path(fer).resolve()), stat.st_size, stat.st_mtime, pre.to_dict())
     cached = cache_dir() / f"fer-live-{key}.npy"
     if cached.is_file():
         return np.load(cached)
@@ -234,12 +234,14 @@ def _class_folders(root: Path) -> list[tuple[int, Path]]:
     return [(CLASSES.index(p.name), p) for p in folders]
 
 
-def _image_files(root: Path) -> list[tuple[int, Path]]:
+def image_files(root: Path) -> list[tuple[int, Path]]:
+    """(label, file) of every image in a ``<class>/*`` folder, in order."""
     return [(label, f) for label, folder in _class_folders(root)
             for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def _read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+def read_image_file(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """An image file decoded by OpenCV; DataError naming it where it cannot be read."""
     image = cv2.imdecode(np.fromfile(path, np.uint8), flags) if path.is_file() else None
     if image is None:
         raise DataError(f"unreadable image: {path}")
@@ -250,81 +252,19 @@ def read_fer_folders(root: Path, pre: Preprocess) -> dict[str, FaceSet]:
     """FER-2013 as image folders (``train/<class>/*.jpg``, ``test/<class>/*.jpg``); faces are used as they are."""
     out = {}
     for split in ("train", "test"):
-        files = _image_files(Path(root) / split)
-        images = np.stack([prepare_gray(_read_image(f, cv2.IMREAD_GRAYSCALE), pre) for _, f in files])
+        files = image_files(Path(root) / split)
+        images = np.stack([prepare_gray(read_image_file(f, cv2.IMREAD_GRAYSCALE), pre) for _, f in files])
         out[split] = FaceSet(images, np.array([label for label, _ in files], np.int64), f"{Path(root).name}/{split}")
     return out
 
 
-@dataclass
-class TargetReport:
-    """How a target folder went through the detector: how many images, which had no face, which could not be read."""
+def measure_fer(fer, faces: int = 1500, seed: int = 0) -> dict:
+    """``framing.measure`` on a random sample of FER-2013's Training faces (csv)."""
+    from .framing import measure
 
-    images: int
-    no_face: list[str]
-    unreadable: list[str] = field(default_factory=list)
-
-
-# A labelled still holds one face, so the detector may be less strict than on video, where a false face
-# would become a track; at the live threshold 0.7 a fifth of the wild set's small gray photos find no face.
-TARGET_MIN_SCORE = 0.5
-
-
-def person(path: Path) -> str:
-    """Who a target image shows, from its file name: the name without its trailing numbers
-    (``George_W_Bush_0001.jpg`` -> George_W_Bush, CK+'s ``S005_001_00000011.png`` -> S005)."""
-    return re.sub(r"(_\d+)+$", "", path.stem) or path.stem
-
-
-def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tuple[FaceSet, TargetReport]:
-    """A target image folder (``<class>/*``): each image through the live detector, landmarks, quality gate and
-    eye-distance crop, cached so that it is done once. Images with no face are counted and reported, not used;
-    images smaller than the detector needs (CK+'s 48 px crops) are upsampled first, borders replicated."""
-    from emocam.detect import FaceDetector, enlarge
-    from emocam.quality import Gate, Landmarker
-
-    root = Path(root)
-    files = _image_files(root)
-    stamps = [(str(f), f.stat().st_size, f.stat().st_mtime) if f.exists() else (str(f),) for _, f in files]
-    key = _file_key(str(root.resolve()), stamps,
-                    pre.to_dict(), detector_range, TARGET_MIN_SCORE, "landmarks-gate-v2")
-    cached = cache_dir() / f"target-{key}.npz"
-    name = f"{root.parent.name}/{root.name}"
-    if cached.is_file():
-        with np.load(cached) as z:
-            report = TargetReport(int(z["n_images"]), [str(s) for s in z["no_face"]],
-                                  [str(s) for s in z["unreadable"]])
-            return FaceSet(z["images"], z["labels"], name, None, z["groups"], z["passed"]), report
-    crops, labels, groups, passed, no_face, unreadable = [], [], [], [], [], []
-    gate = Gate()
-    with FaceDetector(range=detector_range, min_score=TARGET_MIN_SCORE) as detect, Landmarker() as landmarker:
-        for label, f in files:
-            try:
-                image = enlarge(_read_image(f))
-            except DataError:  # one corrupt file or broken link is named, and the others still count
-                unreadable.append(str(f.relative_to(root)))
-                continue
-            faces = gate(landmarker(image, detect(image)))  # what the live pipeline does to every frame
-            if len(faces) == 0:
-                no_face.append(str(f.relative_to(root)))
-                continue
-            biggest = int(np.argmax(faces.boxes[:, 2] * faces.boxes[:, 3]))
-            crops.append(crop_face(image, faces.eyes[biggest, 0], faces.eyes[biggest, 1], pre))
-            labels.append(label)
-            groups.append(person(f))
-            passed.append(bool(faces.passed[biggest]))
-    if not crops:
-        raise DataError(f"{root}: no face found in any of its {len(files)} images")
-    out = FaceSet(np.stack(crops), np.array(labels, np.int64), name, None, np.array(groups), np.array(passed))
-    np.savez(cached, images=out.images, labels=out.labels, groups=out.groups, passed=out.passed,
-             n_images=len(files), no_face=np.array(no_face, dtype=str), unreadable=np.array(unreadable, dtype=str))
-    return out, TargetReport(len(files), no_face, unreadable)
-
-
-def describe(report: TargetReport, root: Path, out=sys.stderr) -> None:
-    """Print how many images of a target folder could not be read or had no face, and the first few of each."""
-    for says, names in (("{n} of {m} images cannot be read", report.unreadable),
-                        ("no face found in {n} of {m} images", report.no_face)):
-        if names:
-            print(f"{root}: {says.format(n=len(names), m=report.images)} (left out): "
-                  f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}", file=out)
+    images, _, usage = read_fer_csv(fer)
+    training = np.flatnonzero(usage == 0)
+    if faces < 10 or len(training) < faces:
+        raise DataError(f"--faces must be from 10 to {len(training)}, the Training faces in {fer}")
+    pick = np.sort(np.random.default_rng(seed).choice(training, faces, replace=False))
+    return {"fer": str(fer), "seed": seed, **measure(images[pick])}

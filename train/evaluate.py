@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from emocam.align import to_tensor
-from emocam.contract import read_contract
 from emocam.backends import open_backend
-from emocam.sinks import Staged
+from emocam.contract import read_contract
+from emocam.outputs import Staged
 
-from .data import CLASSES, FER_USAGES, DataError, FaceSet, prepare_all, describe, load_target, read_fer_csv, read_fer_folders
+from .data import CLASSES, FER_USAGES, DataError, FaceSet, prepare_all, read_fer_csv, read_fer_folders
 from .metrics import scores
+from .targets import describe, load_target
 
 
 def fer_split(fer: Path, split: str, pre) -> FaceSet:

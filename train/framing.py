@@ -13,7 +13,7 @@ import numpy as np
 
 from emocam.align import Preprocess, crop_face
 from emocam.detect import FaceDetector, enlarge, enlargement
-from emocam.quality import FaceMesh, Landmarker, keypoint_pose
+from emocam.landmarks import FaceMesh, Landmarker, keypoint_pose
 
 FER_SIDE = 48
 SCALE, BORDER = enlargement((FER_SIDE, FER_SIDE))  # how ``enlarge`` maps a 48 px face for the detector
@@ -92,18 +92,6 @@ def measure(images: np.ndarray) -> dict:
         "keypoint_vs_mesh_yaw_corr": round(float(np.corrcoef(
             keypoint_pose(found["keypoints"][both])[:, 0], mesh[both, 0])[0, 1]), 3),
     }
-
-
-def measure_fer(fer, faces: int = 1500, seed: int = 0) -> dict:
-    """``measure`` on a random sample of FER-2013's Training faces (csv)."""
-    from .data import DataError, read_fer_csv
-
-    images, _, usage = read_fer_csv(fer)
-    training = np.flatnonzero(usage == 0)
-    if faces < 10 or len(training) < faces:
-        raise DataError(f"--faces must be from 10 to {len(training)}, the Training faces in {fer}")
-    pick = np.sort(np.random.default_rng(seed).choice(training, faces, replace=False))
-    return {"fer": str(fer), "seed": seed, **measure(images[pick])}
 
 
 def live_crops(images: np.ndarray, pre: Preprocess) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""TensorRT engines for an exported model, built for the GPU at hand (a deployment step, beside the backend that runs
-them) and reused only where their sidecar says they were built for this machine, file and settings."""
+"""TensorRT: the backend that runs a serialised engine, and the deployment step that builds the engine for the GPU
+at hand, reused only where its JSON sidecar says it was built for this machine, file and settings."""
 
 from __future__ import annotations
 
@@ -9,9 +9,72 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .backends import MAX_BATCH, BackendError, cuda_device, import_tensorrt, sha256
+import numpy as np
+
+from ..contract import ModelContract, read_contract
+from .base import MAX_BATCH, BackendError, Runtime, cuda_device, sha256
+from .registry import register_backend
 
 log = logging.getLogger(__name__)
+
+
+def import_tensorrt():
+    """The tensorrt module; BackendError saying how to install it where it is missing."""
+    try:
+        import tensorrt
+    except (ImportError, OSError):
+        raise BackendError("TensorRT is not installed; pip install tensorrt "
+                           "(its libraries download from NVIDIA's package index)") from None
+    return tensorrt
+
+
+class TensorRTBackend(Runtime):
+    """A serialised TensorRT engine run by tensor name on its own CUDA stream, through pinned host buffers."""
+
+    name = "tensorrt"
+
+    def __init__(self, engine: Path, contract: ModelContract, device: int = 0) -> None:
+        trt = import_tensorrt()
+        import torch
+
+        self.contract = contract
+        self.device = cuda_device(device)
+        dtypes = {trt.float32: torch.float32, trt.float16: torch.float16}
+        with torch.cuda.device(self.device):
+            self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(Path(engine).read_bytes())
+            if self.engine is None:
+                raise BackendError(f"TensorRT could not load {engine}; rebuild it with 'emotrain engine'")
+            names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+            self._input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+            self._output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+            self.max_batch = int(self.engine.get_tensor_profile_shape(self._input, 0)[2][0])
+            self.context = self.engine.create_execution_context()
+            self.stream = torch.cuda.Stream(self.device)
+            pre, k = contract.pre, len(contract.classes)
+            shape_in, shape_out = (self.max_batch, pre.channels, pre.size, pre.size), (self.max_batch, k)
+            type_in = dtypes[self.engine.get_tensor_dtype(self._input)]
+            type_out = dtypes[self.engine.get_tensor_dtype(self._output)]
+            self._d_in = torch.empty(shape_in, dtype=type_in, device=self.device)
+            self._d_out = torch.empty(shape_out, dtype=type_out, device=self.device)
+            self._h_in = torch.empty(shape_in, dtype=type_in, pin_memory=True)
+            self._h_out = torch.empty(shape_out, dtype=type_out, pin_memory=True)
+            # A batch of n uses the first n rows of these max-batch buffers, so the addresses never change.
+            self.context.set_tensor_address(self._input, self._d_in.data_ptr())
+            self.context.set_tensor_address(self._output, self._d_out.data_ptr())
+
+    def _run(self, chunk: np.ndarray) -> np.ndarray:
+        import torch
+
+        n = len(chunk)
+        self._h_in.numpy()[:n] = chunk
+        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
+            self._d_in[:n].copy_(self._h_in[:n], non_blocking=True)
+            self.context.set_input_shape(self._input, tuple(chunk.shape))
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError(f"TensorRT failed to run a batch of {n}")
+            self._h_out[:n].copy_(self._d_out[:n], non_blocking=True)
+        self.stream.synchronize()
+        return self._h_out[:n].numpy().astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -139,3 +202,13 @@ def engine_for(onnx_path: Path, fp16: bool = True, profile: Profile = Profile(),
         raise BackendError(f"the TensorRT engine {engine} cannot be used: {reason}; run 'emotrain engine {onnx_path}'")
     log.warning("building a TensorRT engine for %s (%s); this takes a minute", onnx_path, reason)
     return build_engine(onnx_path, engine, profile.min, profile.opt, profile.max, fp16, device)
+
+
+def open_tensorrt(model: Path, device: int = 0, fp16: bool = True) -> TensorRTBackend:
+    """TensorRT for an emocam ONNX file: its engine is reused where it was built here from this file, else rebuilt."""
+    import_tensorrt()
+    return TensorRTBackend(engine_for(model, fp16=fp16, device=device), read_contract(model), device)
+
+
+# Threads are onnxruntime's: TensorRT runs on the GPU.
+register_backend("tensorrt", rank=0, gpu_only=True)(lambda model, device, threads: open_tensorrt(model, device))

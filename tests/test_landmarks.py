@@ -10,7 +10,8 @@ import pytest
 
 from emocam.detect import FaceDetector, enlarge
 from emocam.faces import Faces
-from emocam.quality import FaceMesh, Gate, Landmarker, drawn_face, keypoint_pose
+from emocam.gate import Gate
+from emocam.landmarks import FaceMesh, Landmarker, drawn_face, keypoint_pose
 from emocam.smooth import Smoother
 
 
@@ -141,8 +142,8 @@ def test_a_gated_face_in_the_csv_keeps_its_raw_probabilities_and_says_why(tmp_pa
     import csv
 
     from emocam.records import columns, records
+    from emocam.faces import Frame
     from emocam.sinks import CsvSink
-    from emocam.sources import Frame
 
     classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     probs = np.full((2, 7), 1 / 7, np.float32)
@@ -166,8 +167,8 @@ def test_a_gated_face_in_the_csv_keeps_its_raw_probabilities_and_says_why(tmp_pa
 def test_the_summary_counts_gated_seconds_apart() -> None:
     import io
 
-    from emocam.sinks import Summary
-    from emocam.sources import Frame
+    from emocam.faces import Frame
+    from emocam.summary import Summary
 
     classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     summary = Summary(classes, out=io.StringIO())

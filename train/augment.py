@@ -1,0 +1,69 @@
+"""Training augmentation of batches of faces: mirror, small rotation, scale and shift, random erasing, and faces made
+to look like faces in footage."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, erase: float = 0.0, footage: float = 0.0) -> torch.Tensor:
+    """Face-friendly augmentation of a (N, 1, S, S) batch: mirror, small rotation, scale and shift; with
+    ``erase`` > 0, that share of the faces also gets a random rectangle (2-25% of the face) set to the mean; with
+    ``footage`` > 0, that share looks like a face in a video frame (``footage_like``)."""
+    n = x.shape[0]
+    rand = lambda lo, hi: torch.rand(n, generator=gen) * (hi - lo) + lo  # noqa: E731
+    angle = rand(-10, 10) * math.pi / 180
+    scale = rand(0.9, 1.1)
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, rand(-0.08, 0.08)], 1),
+                         torch.stack([sin * flip, cos, rand(-0.08, 0.08)], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if erase > 0:
+        side = x.shape[-1]
+        area, aspect = rand(0.02, 0.25), torch.exp(rand(math.log(0.5), math.log(2.0)))
+        h, w = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
+        top, left = rand(0, 1) * (1 - h), rand(0, 1) * (1 - w)
+        pos = (torch.arange(side) + 0.5) / side
+        rows = (pos[None] >= top[:, None]) & (pos[None] < (top + h)[:, None])
+        cols = (pos[None] >= left[:, None]) & (pos[None] < (left + w)[:, None])
+        hit = (rows[:, :, None] & cols[:, None, :]) & (torch.rand(n, generator=gen) < erase)[:, None, None]
+        x = x.masked_fill(hit[:, None].to(x.device), 0.0)  # 0 is the normalised mean
+    if footage > 0:
+        x = footage_like(x, gen, footage)
+    return x
+
+
+def footage_like(x: torch.Tensor, gen: torch.Generator, share: float) -> torch.Tensor:
+    """``share`` of the faces made to look like faces in footage: each of them, at random, downscaled (to 35-100% of
+    its side and back, as a small or compressed face), blurred (motion or focus, sigma up to 1.5 px) and with its
+    tone curve bent (gamma 0.6-1.6: lighting that the min-max stretch does not undo)."""
+    n, _, side, _ = x.shape
+    pick = torch.rand(n, generator=gen) < share
+    if not pick.any():
+        return x
+    x = x.clone()
+    rand = lambda lo, hi: float(torch.rand(1, generator=gen)) * (hi - lo) + lo  # noqa: E731
+    for i in torch.nonzero(pick).flatten().tolist():
+        face = x[i:i + 1]
+        if rand(0, 1) < 0.5:
+            small = max(8, round(side * rand(0.35, 1.0)))
+            face = F.interpolate(F.interpolate(face, size=small, mode="area"), size=side, mode="bilinear",
+                                 align_corners=False)
+        if rand(0, 1) < 0.5:
+            sigma = rand(0.3, 1.5)
+            taps = torch.arange(-3, 4, dtype=x.dtype, device=x.device)
+            kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+            kernel /= kernel.sum()
+            face = F.conv2d(F.pad(face, (3, 3, 0, 0), mode="replicate"), kernel.view(1, 1, 1, 7))
+            face = F.conv2d(F.pad(face, (0, 0, 3, 3), mode="replicate"), kernel.view(1, 1, 7, 1))
+        if rand(0, 1) < 0.5:
+            lo, hi = face.amin(), face.amax()
+            unit = ((face - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
+            face = unit ** rand(0.6, 1.6) * (hi - lo) + lo
+        x[i:i + 1] = face
+    return x

@@ -18,10 +18,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .backends import sha256
 from .contract import ModelError
 from .extras import require
 from .outputs import SinkError, Staged, writable
+from .provenance import VERSION, model_sha256, options_record, provenance
 from .recognizer import Options, Recognizer, UsageProblem
 from .records import read_csv
 from .sinks import CsvSink
@@ -34,7 +34,10 @@ MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
 
 DONE, NO_FACE, ENDED_EARLY, FAILED = "done", "no face", "ended early", "failed"
 INDEX = "index.csv"
-INDEX_COLUMNS = ("input", "status", "frames", "faces", "seconds", "error", "csv", "summary", "key", "worker")
+# face_rows: rows in the CSV (a face in a frame); distinct_faces: face ids (people, as far as tracking tells them
+# apart). model_sha256, options and emocam_version: how the row's results were made (see emocam.provenance).
+INDEX_COLUMNS = ("input", "status", "frames", "face_rows", "distinct_faces", "seconds", "error", "csv", "summary",
+                 "model_sha256", "options", "emocam_version", "key", "worker")
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,16 @@ def output_name(path: Path) -> str:
     return f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
 
 
+def options_facts(options: Options, every_frame: bool) -> str:
+    """Every option that changes an output's content, as the JSON the index records (the model apart, by its hash)."""
+    facts = {k: v for k, v in options_record(options).items() if k not in ("device", "batch_frames")}
+    return json.dumps(facts | {"every_frame": every_frame}, sort_keys=True)
+
+
 def options_key(options: Options, every_frame: bool) -> str:
     """A digest of what decides the outputs' content: the model's bytes and every option that changes an answer."""
-    facts = {k: v for k, v in asdict(options).items() if k not in ("model", "device", "batch_frames")}
-    facts.update(model=sha256(options.model_path), every_frame=every_frame)
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    facts = f"{model_sha256(options.model_path)}:{options_facts(options, every_frame)}"
+    return hashlib.sha256(facts.encode()).hexdigest()[:16]
 
 
 def input_key(path: Path, options_digest: str) -> str:
@@ -104,8 +112,10 @@ def process(job: Job) -> dict:
     fails in any other way, is recorded as failed, so that the batch goes on; a model that cannot be loaded or an
     output that cannot be written stops the batch (every other input would fail the same way)."""
     out_dir = Path(job.out_dir)
-    row = dict.fromkeys(INDEX_COLUMNS, "") | {"input": job.input, "key": job.key, "frames": 0, "faces": 0,
-                                                "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    row = dict.fromkeys(INDEX_COLUMNS, "") | {
+        "input": job.input, "key": job.key, "frames": 0, "face_rows": 0, "distinct_faces": 0,
+        "model_sha256": model_sha256(job.options.model_path), "options": options_facts(job.options, job.every_frame),
+        "emocam_version": VERSION, "worker": f"{socket.gethostname()}:{os.getpid()}"}
     # What a killed run left half written for this input.
     for stale in out_dir.glob(f"{glob.escape(job.name)}.*partial*"):
         stale.unlink(missing_ok=True)
@@ -113,11 +123,13 @@ def process(job: Job) -> dict:
     start = time.perf_counter()
     try:
         csv_path, summary_path = out_dir / f"{job.name}.csv", out_dir / f"{job.name}.summary.json"
+        about = provenance(job.input, job.options, rec.backend)
         with open_source(Path(job.input), live=False) as src:
             with CsvSink(csv_path, rec.classes, job.every_frame) as rows, \
-                    Summary(rec.classes, summary_path, out=io.StringIO()) as summary:
+                    Summary(rec.classes, summary_path, out=io.StringIO(), about=about) as summary:
                 timings = rec.run(src, [rows, summary])
-        row.update(frames=timings.frames, faces=timings.faces, csv=csv_path.name, summary=summary_path.name)
+        row.update(frames=timings.frames, face_rows=timings.faces, distinct_faces=summary.distinct_faces,
+                   csv=csv_path.name, summary=summary_path.name)
         if src.ended_early is not None:
             row.update(status=ENDED_EARLY, error=str(src.ended_early))
         else:
@@ -140,7 +152,9 @@ def read_index(path: Path) -> dict[str, dict]:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or tuple(header) != INDEX_COLUMNS:
-            raise UsageProblem(f"{path} is not an emocam batch index; choose another --out-dir")
+            earlier = header is not None and header[:2] == ["input", "status"]
+            raise UsageProblem(f"{path} is {'the index of an earlier emocam batch' if earlier else 'not an emocam batch index'}; "
+                               f"choose another --out-dir")
         return {r[0]: dict(zip(INDEX_COLUMNS, r)) for r in reader if len(r) == len(INDEX_COLUMNS)}
 
 
@@ -190,9 +204,25 @@ def plan(inputs: Sequence[Path], out_dir: Path, options: Options, every_frame: b
     digest = options_key(options, every_frame)
     jobs = [Job(str(p), str(out_dir), output_name(p), options, every_frame, input_key(p, digest)) for p in inputs]
     rows = read_index(out_dir / INDEX)
+    refuse_other_options(rows.values(), out_dir, options, every_frame)
     todo = [j for j in jobs if not finished(rows.get(j.input), j, out_dir)]
     redo = {j.input for j in todo}
     return Plan(jobs, todo, [r for i, r in rows.items() if i not in redo])
+
+
+def refuse_other_options(rows: Iterable[dict], out_dir: Path, options: Options, every_frame: bool) -> None:
+    """UsageProblem if ``out_dir`` holds results made with another model or other options: one folder holds one set of
+    options, so that its files can be compared with each other and a rerun never mixes two."""
+    model, facts = model_sha256(options.model_path), json.loads(options_facts(options, every_frame))
+    for row in rows:
+        if row["model_sha256"] != model:
+            raise UsageProblem(f"{out_dir} holds results made with another model (sha256 {row['model_sha256'][:12]}, "
+                               f"this one {model[:12]}); choose another --out-dir for these")
+        before = json.loads(row["options"])
+        changed = [f"{k} {before.get(k)} -> {v}" for k, v in facts.items() if before.get(k) != v]
+        if changed:
+            raise UsageProblem(f"{out_dir} holds results made with other options ({', '.join(changed)}); choose "
+                               f"another --out-dir for these, or run again with the options it was made with")
 
 
 def run_local(jobs: Sequence[Job], workers: int) -> Iterator[dict]:
@@ -281,7 +311,8 @@ def combine(rows: Iterable[dict], out_dir: Path, parquet: Path) -> int:
 def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, options: Options = Options(),
               every_frame: bool = False, workers: int = 1, ray: str | None = None, parquet: str | Path | None = None,
               progress: bool = True, on_row: Callable[[dict], None] | None = None) -> dict[str, int]:
-    """Run a batch (see the module's docstring); returns how many inputs ended in each status, and "skipped"."""
+    """Run a batch (see the module's docstring); returns how many inputs this run ended in each status, "skipped" (those
+    a previous run finished) and "failed before" (those of them it recorded as failed or ended early)."""
     if workers < 1:
         raise UsageProblem(f"--workers must be at least 1, got {workers}")
     if ray is not None and workers != 1:
@@ -303,7 +334,9 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, options: Option
     if ray is None and workers == 1:
         recognizer(options)  # loaded here, where it will run, so that a model or backend problem is told first
     todo = plan(expand(inputs), out_dir, options, every_frame)
-    counts = {"skipped": len(todo.jobs) - len(todo.todo)}
+    ours = {j.input for j in todo.jobs}
+    counts = {"skipped": len(todo.jobs) - len(todo.todo),
+              "failed before": sum(r["input"] in ours and r["status"] in (FAILED, ENDED_EARLY) for r in todo.kept)}
     index = Index(out_dir / INDEX, todo.kept)
     from tqdm import tqdm
 
@@ -314,13 +347,12 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, options: Option
             index.add(row)
             counts[row["status"]] = counts.get(row["status"], 0) + 1
             bar.update(1)
-            bar.set_postfix({k: v for k, v in counts.items() if k != "skipped"}, refresh=False)
+            bar.set_postfix({k: v for k, v in counts.items() if k not in ("skipped", "failed before")}, refresh=False)
             if on_row is not None:
                 on_row(row)
     finally:
         bar.close()
         index.close()
     if parquet is not None:
-        ours = {j.input for j in todo.jobs}
         combine((r for r in read_index(out_dir / INDEX).values() if r["input"] in ours), out_dir, parquet)
     return counts

@@ -17,10 +17,11 @@ from . import USER_ERRORS
 from .backends import BACKENDS, throughput
 from .outputs import SinkError, Staged, check_paths
 from .pipeline import STAGES, Timings
-from .provenance import VERSION
+from .provenance import VERSION, provenance
 from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model, quiet_native_stderr
-from .sinks import CsvSink, JsonlSink, ProgressBar, VideoSink, Window, video_name
-from .sources import STREAM_TIMEOUT_S, EndedEarly, Source, open_source
+from .sinks import (VIDEO_SUFFIXES, CsvSink, ImageSink, JsonlSink, ProgressBar, StreamProgress, VideoSink, Window,
+                    annotated_output)
+from .sources import STREAM_TIMEOUT_S, EndedEarly, ImageFile, Source, open_source
 from .summary import Summary, plot_format
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, invoke_without_command=True,
@@ -43,6 +44,9 @@ MODEL_BATCHES = (1, 8, 64)
 MODEL_SECONDS = 1.0
 # Exit code of a run whose video file ended early (cut short or corrupt): its outputs hold the frames before.
 ENDED_EARLY = 3
+# Exit code of a batch in which some inputs failed or ended early (index.csv says which and why); the others' results
+# are whole.
+SOME_FAILED = 4
 
 
 class Stopped(BaseException):
@@ -80,10 +84,11 @@ def live(
     csv: Annotated[Optional[Path], typer.Option("--csv", help="one row per face per frame")] = None,
     jsonl: Annotated[Optional[str], typer.Option("--jsonl", help="one JSON object per face per frame, flushed as it goes; - for standard output (everything else then goes to standard error)")] = None,
     every_frame: EveryFrameOpt = False,
-    out: Annotated[Optional[Path], typer.Option("--out", help="annotated video (.mp4)")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="annotated video, H.264 (.mp4, .mov, .mkv ...); for an image input, the annotated image (.jpg, .png ...)")] = None,
     summary: Annotated[Optional[Path], typer.Option("--summary", help="per-face summary as JSON")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of each face's smoothed timeline")] = None,
     no_display: Annotated[bool, typer.Option("--no-display", help="no preview window")] = False,
+    fast: Annotated[bool, typer.Option("--fast", help="window: show a file as fast as it is processed, not at its own speed")] = False,
     model: ModelOpt = DEFAULTS.model,
     backend: BackendOpt = DEFAULTS.backend,
     device: DeviceOpt = DEFAULTS.device,
@@ -108,32 +113,47 @@ def live(
     check_paths({"--video": video, "--source": source_file, "--model": model or default_model()},
                 {"--csv": csv, "--out": out, "--summary": summary, "--plot": plot,
                  "--jsonl": None if to_stdout else jsonl})
-    if out is not None:
-        video_name(out)
+    out_kind = None if out is None else annotated_output(out)
     if plot is not None:
         plot_format(plot)
     with ExitStack() as stack:
-        src = stack.enter_context(open_source(video if video is not None else source,
-                                              live=None if video is None else False, timeout_s=timeout))
+        spec = video if video is not None else source
+        src = stack.enter_context(open_source(spec, live=None if video is None else False, timeout_s=timeout))
+        still = isinstance(src, ImageFile)
+        if out_kind == "image" and not still:
+            raise UsageProblem(f"--out {out} is an image name, and {spec} is a video; name the output "
+                               f"{', '.join(VIDEO_SUFFIXES)}")
         rec = stack.enter_context(Recognizer(model, detector=detector, backend=backend, device=device,
                                              min_score=min_score, tau=tau, hysteresis=hysteresis,
                                              batch_frames=batch_frames, max_frames=max_frames, duration_s=duration))
         classes = rec.classes
         # First in, last closed: while standard output carries JSONL, whatever the others print at close goes to stderr.
         sinks = [] if jsonl is None else [stack.enter_context(JsonlSink(jsonl, classes, every_frame))]
+        window = None
         if not no_display:
             try:
-                sinks.append(stack.enter_context(Window(f"emocam: {src.name}")))
+                window = stack.enter_context(Window(f"emocam: {src.name}", pace=not (src.live or fast), hold=still))
+                sinks.append(window)
             except SinkError as e:
                 print(f"emocam: {e}; going on without the preview window (--no-display)", file=sys.stderr, flush=True)
-        if out is not None:
+        if out_kind == "video":
             sinks.append(stack.enter_context(VideoSink(out, src.fps)))
-        sinks.append(stack.enter_context(Summary(classes, summary, plot, out=sys.stderr if to_stdout else None)))
+        elif out_kind == "image":
+            sinks.append(stack.enter_context(ImageSink(out)))
+        about = provenance(spec, rec.options, rec.backend)
+        sinks.append(stack.enter_context(Summary(classes, summary, plot, out=sys.stderr if to_stdout else None,
+                                                 about=about)))
         if csv is not None:
             sinks.append(stack.enter_context(CsvSink(csv, classes, every_frame)))
         if not src.live:
             sinks.append(stack.enter_context(ProgressBar(planned_frames(src, rec.options), Path(src.name).name)))
-        rec.run(src, sinks)
+        elif window is None:
+            sinks.append(stack.enter_context(StreamProgress(src)))
+        timings = rec.run(src, sinks)
+    if src.ended:  # a finite stream's own end: its outputs are whole
+        print(f"emocam: {src.name} ended after {timings.frames} frames", file=sys.stderr, flush=True)
+    if timings.frames and not timings.faces:
+        print(f"emocam: {no_face_hint(rec.options, f'in {timings.frames} frame(s)')}", file=sys.stderr, flush=True)
     if getattr(src, "ended_early", None) is not None:  # told once the outputs are closed: they hold what was read
         raise src.ended_early
 
@@ -191,15 +211,32 @@ def batch(
 ) -> None:
     """Many files, one CSV and summary each, recorded in OUT_DIR/index.csv as they finish; a file that cannot be read
     or has no face is recorded and the batch goes on; a rerun skips what was finished with the same model and options."""
-    from .batch import INDEX, run_batch
+    from .batch import ENDED_EARLY as ENDED_EARLY_STATUS, FAILED, INDEX, NO_FACE, run_batch
 
     options = Options(model=model, detector=detector, min_score=min_score, backend=backend, device=device, tau=tau,
                       hysteresis=hysteresis, batch_frames=batch_frames, max_frames=max_frames, duration_s=duration)
     counts = run_batch(inputs, out_dir, options, every_frame, workers, ray, parquet)
-    skipped = counts.pop("skipped")
+    skipped, failed_before = counts.pop("skipped"), counts.pop("failed before")
     ran = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
-    print(f"{skipped + sum(counts.values())} inputs: {skipped} already finished; this run: {ran}; "
+    total = skipped + sum(counts.values())
+    print(f"{total} inputs: {skipped} already finished; this run: {ran}; "
           f"index {out_dir / INDEX}" + (f"; all rows in {parquet}" if parquet is not None else ""))
+    if counts and counts.get(NO_FACE) == sum(counts.values()):
+        print(f"emocam: {no_face_hint(options, f'in any of the {counts[NO_FACE]} inputs run')}", file=sys.stderr,
+              flush=True)
+    unfinished = failed_before + counts.get(FAILED, 0) + counts.get(ENDED_EARLY_STATUS, 0)
+    if unfinished:
+        print(f"emocam: {unfinished} of {total} inputs failed or ended early; their errors are in {out_dir / INDEX}",
+              file=sys.stderr, flush=True)
+        raise typer.Exit(SOME_FAILED)
+
+
+def no_face_hint(options: Options, where: str) -> str:
+    """What to try when a run found no face at all (``where``: in what), from the options it ran with."""
+    wider = {"short": "--detector full (small or far faces; both for near and far)", "full": "--detector both"}
+    tries = ([f"try {wider[options.detector]}"] if options.detector in wider else []) + [
+        f"a lower --min-score (now {options.min_score:g}) for faint or partly hidden faces"]
+    return f"no face found {where}; " + ", or ".join(tries)
 
 
 def planned_frames(src: Source, options: Options) -> int | None:

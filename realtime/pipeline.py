@@ -23,7 +23,7 @@ from .backends import Backend
 from .faces import Faces, Frame
 from .gate import Gate
 from .landmarks import Landmarker
-from .overlay import annotate
+from .overlay import Overlay
 from .predictor import BatchedPredictor
 from .sinks import Sink
 from .smooth import Smoother
@@ -134,17 +134,12 @@ class Pipeline:
         """Write the frames of ``stream`` into ``sinks`` (drawing the overlay first where one wants it) until the
         source ends, a sink asks to stop, ``max_frames`` or ``duration_s``; the caller closes source and sinks."""
         timings = Timings()
-        overlay = any(sink.overlay for sink in sinks)
-        fps, last = None, None
+        overlay = Overlay(self.classes) if any(sink.overlay for sink in sinks) else None
         frames = self.stream(source, batch_frames, max_frames, timings, duration_s)
         try:
             for frame, faces in frames:
-                t0 = time.perf_counter()
-                if last is not None and t0 > last:
-                    fps = 1.0 / (t0 - last) if fps is None else 0.9 * fps + 0.1 / (t0 - last)
-                last = t0
-                if overlay:
-                    annotate(frame.image, faces, self.classes, fps)
+                if overlay is not None:  # the faces alone, nothing about this machine (a window adds its own fps)
+                    overlay(frame.image, faces)
                 for sink in sinks:
                     sink.write(frame, faces)
                 if any(sink.stop for sink in sinks):

@@ -33,9 +33,9 @@ def options_record(options: Any) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items() if k != "model"}
 
 
-def provenance(source: str | Path | None, options: Any, extra: dict | None = None) -> dict:
-    """The record of how a result was made: input, model path and sha256, options (``options`` is an emocam Options,
-    ``extra`` adds the output options of the command) and version."""
+def provenance(source: str | Path | None, options: Any, backend: str | None = None) -> dict:
+    """The record of how a result was made: the input, the model's path and sha256, the options (an emocam Options),
+    the backend that ran the model (``options.backend`` may say "auto") and the emocam version."""
     model = options.model_path
     return {"input": None if source is None else str(source), "model": str(model), "model_sha256": model_sha256(model),
-            "options": options_record(options) | (extra or {}), "emocam_version": VERSION}
+            "options": options_record(options), "backend": backend, "emocam_version": VERSION}

@@ -55,7 +55,7 @@ def test_the_plot_axes(figure) -> None:
 
 
 def test_the_legend_is_outside_the_data(figure) -> None:
-    figure.canvas.draw()
+    figure.draw_without_rendering()  # lays the figure out, as saving it does
     [legend] = figure.legends
     box = legend.get_window_extent()
     for ax in figure.axes:

@@ -43,6 +43,8 @@ class Source:
     fps: float
     frame_count: int | None
     decode_s: float
+    # A live source that ended in order (a finite stream): its frames are all read, and that is no error.
+    ended: bool = False
 
     def __iter__(self) -> Iterator[Frame]:
         """The frames in order; a live source raises SourceError when the camera or stream goes away."""

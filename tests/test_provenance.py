@@ -1,0 +1,109 @@
+"""What every result records of how it was made (input, model sha256, options, version), batch reruns that never mix
+two sets of options, batch exit codes and index columns that say what they count, and the hint when no face is
+found."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from emocam import cli
+from emocam.batch import INDEX
+
+
+def emocam(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
+    """``emocam ARGS`` in this process: its exit code, standard output and standard error."""
+    code = cli.run([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def index(out: Path) -> list[dict]:
+    with open(out / INDEX, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_summary_records_input_model_options_and_version(clip: Path, tiny_model: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    code, _, err = emocam(capsys, "--video", clip, "--model", tiny_model, "--no-display", "--summary",
+                          tmp_path / "s.json", "--tau", 0.5, "--detector", "full", "--max-frames", 20)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["input"] == str(clip)
+    assert summary["model"] == str(tiny_model) and summary["model_sha256"] == sha256(tiny_model)
+    assert summary["emocam_version"] == metadata.version("emocam")
+    options = summary["options"]
+    assert options["tau"] == 0.5 and options["detector"] == "full" and options["max_frames"] == 20
+    assert options["backend"] == "auto" and summary["backend"] == "onnxruntime"  # asked for, and what ran
+
+
+@pytest.fixture
+def inputs(clip: Path, shared: Path, tmp_path: Path) -> Path:
+    """A folder with the one-face clip and the five-face photo."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(clip, folder / "clip.mp4")
+    shutil.copy(shared / "images" / "multi_face.jpg", folder)
+    return folder
+
+
+def test_the_batch_index_counts_face_rows_and_distinct_faces(inputs: Path, tiny_model: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    code, _, err = emocam(capsys, "batch", inputs, "--out-dir", out, "--model", tiny_model, "--detector", "full")
+    assert code == 0, err
+    rows = {Path(r["input"]).name: r for r in index(out)}
+    assert rows["clip.mp4"]["face_rows"] == "72" and rows["clip.mp4"]["distinct_faces"] == "1"
+    assert rows["multi_face.jpg"]["face_rows"] == "5" and rows["multi_face.jpg"]["distinct_faces"] == "5"
+    for row in rows.values():
+        assert row["model_sha256"] == sha256(tiny_model) and row["emocam_version"] == metadata.version("emocam")
+        assert json.loads(row["options"])["detector"] == "full"
+        summary = json.loads((out / row["summary"]).read_text())
+        assert summary["input"] == row["input"] and summary["model_sha256"] == row["model_sha256"]
+
+
+def test_a_batch_rerun_with_other_options_is_refused(inputs: Path, tiny_model: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    assert emocam(capsys, "batch", inputs, "--out-dir", out, "--model", tiny_model)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = emocam(capsys, "batch", inputs, "--out-dir", out, "--model", tiny_model, "--tau", 1.0)
+    assert code == 2
+    assert err.count("\n") == 1 and "other options" in err and "tau" in err and "--out-dir" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
+    # The same options again: everything already finished, nothing redone.
+    code, out_text, _ = emocam(capsys, "batch", inputs, "--out-dir", out, "--model", tiny_model)
+    assert code == 0 and "2 already finished" in out_text
+
+
+def test_batch_exit_codes(inputs: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (inputs / "broken.mp4").write_text("not a video\n")
+    code, out_text, err = emocam(capsys, "batch", inputs, "--out-dir", tmp_path / "out", "--model", tiny_model)
+    assert code == cli.SOME_FAILED == 4
+    assert "1 failed" in out_text and "index.csv" in err
+    # A rerun skips the failed input, which is still failed: still not a clean batch.
+    assert emocam(capsys, "batch", inputs, "--out-dir", tmp_path / "out", "--model", tiny_model)[0] == 4
+    code, _, _ = emocam(capsys, "batch", tmp_path / "no" / "such" / "folder", "--out-dir", tmp_path / "out2",
+                        "--model", tiny_model)
+    assert code == 4
+
+
+def test_no_face_at_all_says_what_to_try(shared: Path, tiny_model: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = emocam(capsys, "--video", shared / "images" / "multi_face.jpg", "--model", tiny_model,
+                          "--no-display", "--detector", "short")
+    assert code == 0
+    [hint] = [line for line in err.splitlines() if "no face" in line]
+    assert "--detector full" in hint and "--min-score" in hint
+    code, _, err = emocam(capsys, "--video", shared / "images" / "multi_face.jpg", "--model", tiny_model,
+                          "--no-display", "--detector", "full")
+    assert "no face" not in err

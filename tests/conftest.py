@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -12,6 +13,21 @@ from emocam.contract import METADATA_KEY, ModelContract
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
+
+# The stream-lag benchmark's clip maker and loopback live server, shared with the stream tests.
+_spec = importlib.util.spec_from_file_location("stream_lag", Path(__file__).parents[1] / "scripts" / "stream_lag.py")
+stream_lag = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stream_lag)
+
+
+def emocam(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
+    """``emocam ARGS`` in this process (no new interpreter, no mediapipe import again): its exit code, standard
+    output and standard error."""
+    from emocam import cli
+
+    code = cli.run([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +78,10 @@ def build_tiny_model(path: Path, seed: int = 2) -> Path:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path to the tiny fixture model."""
     return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def live_clip(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's faces as a 2 s H.264 clip, 320x180 at 30 fps with a key frame every half second, for a loopback
+    live stream (stream_lag.LoopServer)."""
+    return stream_lag.make_clip(tmp_path_factory.mktemp("stream") / "live.mp4", 320, 180, 30, 2.0, 15, source=clip)

@@ -11,19 +11,13 @@ import numpy as np
 import pytest
 
 import emocam
-from emocam import cli
-
-
-def emocam_run(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
-    """``emocam ARGS`` in this process: its exit code and standard error."""
-    code = cli.run([str(a) for a in args])
-    return code, capsys.readouterr().err
+from conftest import emocam as run_emocam
 
 
 def test_the_annotated_video_is_h264_that_browsers_play(clip: Path, tiny_model: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "a.mp4"
-    code, err = emocam_run(capsys, "--video", clip, "--model", tiny_model, "--no-display", "--out", out)
+    code, _, err = run_emocam(capsys, "--video", clip, "--model", tiny_model, "--no-display", "--out", out)
     assert code == 0, err
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
@@ -44,7 +38,7 @@ def test_a_frame_of_odd_size_is_padded_to_even(tiny_model: Path, tmp_path: Path,
         for _ in range(5):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
         container.mux(stream.encode(None))
-    code, err = emocam_run(capsys, "--video", odd, "--model", tiny_model, "--no-display", "--out", tmp_path / "o.mp4")
+    code, _, err = run_emocam(capsys, "--video", odd, "--model", tiny_model, "--no-display", "--out", tmp_path / "o.mp4")
     assert code == 0, err
     with av.open(str(tmp_path / "o.mp4")) as container:
         frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
@@ -77,7 +71,7 @@ def test_an_image_gives_an_annotated_image_of_the_same_size(shared: Path, tiny_m
                                                             capsys: pytest.CaptureFixture, suffix: str) -> None:
     photo = shared / "images" / "multi_face.jpg"
     out = tmp_path / f"annotated{suffix}"
-    code, err = emocam_run(capsys, "--video", photo, "--model", tiny_model, "--detector", "full", "--no-display",
+    code, _, err = run_emocam(capsys, "--video", photo, "--model", tiny_model, "--detector", "full", "--no-display",
                            "--out", out)
     assert code == 0, err
     original, annotated = cv2.imread(str(photo)), cv2.imread(str(out))
@@ -89,7 +83,7 @@ def test_an_image_gives_an_annotated_image_of_the_same_size(shared: Path, tiny_m
 
 def test_an_image_output_for_a_video_is_refused(clip: Path, tiny_model: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture) -> None:
-    code, err = emocam_run(capsys, "--video", clip, "--model", tiny_model, "--no-display", "--out", tmp_path / "x.jpg")
+    code, _, err = run_emocam(capsys, "--video", clip, "--model", tiny_model, "--no-display", "--out", tmp_path / "x.jpg")
     assert code == 2 and "is an image" in err and not (tmp_path / "x.jpg").exists()
-    code, err = emocam_run(capsys, "--video", clip, "--model", tiny_model, "--no-display", "--out", tmp_path / "x.txt")
+    code, _, err = run_emocam(capsys, "--video", clip, "--model", tiny_model, "--no-display", "--out", tmp_path / "x.txt")
     assert code == 2 and ".mp4" in err and ".jpg" in err

@@ -4,7 +4,6 @@ line when headless, exit 0 with a note when the stream ends, an error when the c
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import re
 import threading
@@ -12,29 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from emocam import cli
-
-_spec = importlib.util.spec_from_file_location("stream_lag", Path(__file__).parents[1] / "scripts" / "stream_lag.py")
-stream_lag = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(stream_lag)
+from conftest import emocam, stream_lag
 
 
 def frames_in(path: Path) -> list[int]:
     with open(path, newline="") as f:
         return [int(r["frame"]) for r in csv.DictReader(f)]
-
-
-def emocam(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
-    """``emocam ARGS`` in this process: its exit code, standard output and standard error."""
-    code = cli.run([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture(scope="module")
-def live_clip(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample's faces as a 2 s H.264 clip, 320x180 at 30 fps with a key frame every half second."""
-    return stream_lag.make_clip(tmp_path_factory.mktemp("stream") / "live.mp4", 320, 180, 30, 2.0, 15, source=clip)
 
 
 def test_max_frames_and_duration_cut_a_file(clip: Path, tiny_model: Path, tmp_path: Path,

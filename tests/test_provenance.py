@@ -13,15 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import emocam
 from emocam import cli
 from emocam.batch import INDEX
-
-
-def emocam(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
-    """``emocam ARGS`` in this process: its exit code, standard output and standard error."""
-    code = cli.run([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def sha256(path: Path) -> str:

@@ -152,9 +152,8 @@ def read_index(path: Path) -> dict[str, dict]:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or tuple(header) != INDEX_COLUMNS:
-            earlier = header is not None and header[:2] == ["input", "status"]
-            raise UsageProblem(f"{path} is {'the index of an earlier emocam batch' if earlier else 'not an emocam batch index'}; "
-                               f"choose another --out-dir")
+            what = "the index of an earlier emocam" if header and header[:2] == ["input", "status"] else "not an emocam"
+            raise UsageProblem(f"{path} is {what} batch index; choose another --out-dir")
         return {r[0]: dict(zip(INDEX_COLUMNS, r)) for r in reader if len(r) == len(INDEX_COLUMNS)}
 
 

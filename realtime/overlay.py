@@ -99,8 +99,8 @@ def _rect(corner: tuple[int, int], w: int, h: int) -> Rect:
 def _spot(name: str, box: Rect, label: Rect, size: tuple[int, int], gap: int) -> Rect:
     (x0, y0, x1, y1), (w, h) = box, size
     x, y = {"right": (x1 + gap, y0), "left": (x0 - gap - w, y0), "below": (x0, y1 + gap),
-            "above": (label[0], label[1] - gap - h), "right-low": (x1 + gap, y1 - h), "left-low": (x0 - gap - w, y1 - h),
-            "under-label": (x0, label[3] + gap)}[name]
+            "above": (label[0], label[1] - gap - h), "right-low": (x1 + gap, y1 - h),
+            "left-low": (x0 - gap - w, y1 - h), "under-label": (x0, label[3] + gap)}[name]
     return x, y, x + w, y + h
 
 

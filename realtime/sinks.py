@@ -173,8 +173,8 @@ class VideoSink(Sink):
 
     overlay = True
     CODEC = "libx264"
-    # x264's default quality with a fast preset: about the size of a camera's own H.264 (0.8 times the input for the
-    # sample clips), encoded well ahead of the pipeline.
+    # x264's default quality with a fast preset: smaller than a camera's own H.264 of the same clip (WolfgangLanger:
+    # 1.10 MB for its 1.63 MB), encoded well ahead of the pipeline.
     ENCODER = {"crf": "23", "preset": "veryfast"}
     TIME_BASE = Fraction(1, 90000)  # the MPEG clock: frame times kept to 11 microseconds
 
@@ -271,11 +271,15 @@ class ImageSink(Sink):
         if self._image is None:
             self._staged.discard()
             return
+        self._staged.fill(self._write)
+
+    def _write(self, path: Path) -> None:
+        """Encode and write the image to ``path`` and read it back: SinkError (nothing replaced) if it is not whole."""
         ok, data = cv2.imencode(self.path.suffix.lower(), self._image)
-        self._staged.fill(lambda p: p.write_bytes(data.tobytes()))
-        back = cv2.imread(str(self.path))
+        path.write_bytes(data.tobytes())
+        back = cv2.imread(str(path))
         if not ok or back is None or back.shape[:2] != self._image.shape[:2]:
-            raise SinkError(f"could not write the image {self.path}: it does not read back whole (is the disk full?)")
+            raise SinkError(f"could not write the image {self.path}: it does not read back whole; nothing was kept")
 
 
 def annotated_output(path: Path) -> str:

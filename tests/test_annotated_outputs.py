@@ -38,7 +38,8 @@ def test_a_frame_of_odd_size_is_padded_to_even(tiny_model: Path, tmp_path: Path,
         for _ in range(5):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
         container.mux(stream.encode(None))
-    code, _, err = run_emocam(capsys, "--video", odd, "--model", tiny_model, "--no-display", "--out", tmp_path / "o.mp4")
+    code, _, err = run_emocam(capsys, "--video", odd, "--model", tiny_model, "--no-display",
+                              "--out", tmp_path / "o.mp4")
     assert code == 0, err
     with av.open(str(tmp_path / "o.mp4")) as container:
         frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]

@@ -210,7 +210,8 @@ def batch(
     duration: DurationOpt = DEFAULTS.duration_s,
 ) -> None:
     """Many files, one CSV and summary each, recorded in OUT_DIR/index.csv as they finish; a file that cannot be read
-    or has no face is recorded and the batch goes on; a rerun skips what was finished with the same model and options."""
+    or has no face is recorded and the batch goes on (exit code 4 when some input failed); a rerun skips what was
+    finished, and refuses other options or another model for the same OUT_DIR."""
     from .batch import ENDED_EARLY as ENDED_EARLY_STATUS, FAILED, INDEX, NO_FACE, run_batch
 
     options = Options(model=model, detector=detector, min_score=min_score, backend=backend, device=device, tau=tau,

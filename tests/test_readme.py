@@ -57,4 +57,6 @@ def test_the_readme_runs_as_pasted_in_a_fresh_checkout(tmp_path: Path) -> None:
     assert (copy / ".venv" / "bin" / "emocam").is_file()
     for name in ("single_face.csv", "single_face.mp4", "single_face.json", "single_face.png"):
         assert (copy / "out" / name).stat().st_size > 0
+    assert "Outputs in out/" in result.stdout and ". .venv/bin/activate" in result.stdout  # make demo says what next
+    assert (copy / "out" / "single_face_annotated.jpg").stat().st_size > 0
     assert "face_id" in result.stdout  # the DataFrame the last Python example prints

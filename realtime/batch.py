@@ -4,33 +4,39 @@ index that a rerun reads to skip what is finished; in this process, in N worker 
 from __future__ import annotations
 
 import csv
+import fcntl
 import functools
 import glob
 import hashlib
 import io
+import itertools
 import json
 import os
 import socket
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from .contract import ModelError
 from .extras import require
-from .outputs import SinkError, Staged, writable
+from .outputs import SinkError, Staged, append_whole, can_write, check_paths, writable
 from .provenance import VERSION, model_sha256, options_record, provenance
 from .recognizer import Options, Recognizer, UsageProblem
-from .records import read_csv
+from .records import read_csv, schema
 from .sinks import CsvSink
-from .sources import IMAGE_SUFFIXES, SourceError, open_source
+from .sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError, open_source
 from .summary import Summary
+from .workers import run_in_workers, usable_workers
 
-# What a folder is searched for (a file named on the command line is taken whatever its name).
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp")
+# What a folder is searched for (a file named on the command line is taken whatever its name): what FFmpeg reads as
+# a video, animated GIFs included (sources.VIDEO_SUFFIXES), and the still images.
 MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
+# Bytes of an input's own name kept in its outputs' names (then a hash of its full path): a name of up to 255 bytes,
+# the most a file system takes, must leave room for the hash, ".summary.json" and a partial file's ".partial2".
+NAME_BYTES = 100
 
 DONE, NO_FACE, ENDED_EARLY, FAILED = "done", "no face", "ended early", "failed"
 INDEX = "index.csv"
@@ -42,7 +48,8 @@ INDEX_COLUMNS = ("input", "status", "frames", "face_rows", "distinct_faces", "se
 
 @dataclass(frozen=True)
 class Job:
-    """One input and everything its outputs depend on; ``key`` changes when any of it does."""
+    """One input and everything its outputs depend on; ``key`` changes when any of it does. ``input`` is its path as
+    the file system has it, ``shown`` as the index and messages give it (``printable``)."""
 
     input: str
     out_dir: str
@@ -50,32 +57,58 @@ class Job:
     options: Options
     every_frame: bool
     key: str
+    shown: str = ""
 
 
-def expand(specs: Iterable[str | Path]) -> list[Path]:
-    """Absolute paths of the inputs: files as named, folders searched (recursively) for videos and images, globs
-    (``*``, ``?``, ``[``, ``**``) matched; in order, each once. A name that matches nothing is kept, to be recorded
-    as failed."""
-    found: dict[str, Path] = {}
+def printable(text: str) -> str:
+    """``text`` (a path) as valid UTF-8: bytes of a file name that are not UTF-8 (which Python holds as surrogates)
+    written as \\xNN, so that the index and every message stay readable text."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def expand(specs: Iterable[str | Path]) -> tuple[list[Path], dict[Path, str]]:
+    """Absolute paths of the inputs: files as named, folders searched (recursively, not into linked folders) for
+    videos and images, globs (``*``, ``?``, ``[``, ``**``) matched; in order, each file once however many ways it is
+    reached (links, ``..``). A name that matches nothing is kept, to be recorded as failed. Also the folders that could
+    not be searched, with why."""
+    found: dict[tuple, Path] = {}
+    unreadable: dict[Path, str] = {}
     for spec in map(str, specs):
         if not os.path.lexists(spec) and glob.has_magic(spec):
             matches = sorted(glob.glob(spec, recursive=True))
             if not matches:
-                raise UsageProblem(f"no file matches {spec}")
+                raise UsageProblem(f"no file matches {printable(spec)}")
         else:
             matches = [spec]
         for match in map(Path, matches):
-            files = sorted(p for p in match.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES) \
-                if match.is_dir() else [match]
-            for f in files:
-                found.setdefault(str(f.absolute()), f.absolute())
-    return list(found.values())
+            for f in search(match, unreadable) if match.is_dir() else [match]:
+                try:
+                    st = f.stat()
+                    identity: tuple = (st.st_dev, st.st_ino)
+                except OSError:
+                    identity = (os.path.abspath(f),)
+                found.setdefault(identity, f.absolute())
+    return list(found.values()), unreadable
+
+
+def search(folder: Path, unreadable: dict[Path, str]) -> list[Path]:
+    """The videos and images under ``folder``, sorted; a folder that cannot be listed goes into ``unreadable``."""
+    def failed(e: OSError) -> None:
+        unreadable[Path(e.filename).absolute()] = f"cannot search this folder: {e.strerror}; its files are not in the batch"
+
+    files = []
+    for parent, _, names in os.walk(folder, onerror=failed):
+        files += [Path(parent, n) for n in names if Path(n).suffix.lower() in MEDIA_SUFFIXES]
+    return sorted(f for f in files if f.is_file())
 
 
 def output_name(path: Path) -> str:
-    """The file name stem of an input's outputs: its own stem and a hash of its full path, so that inputs of the same
-    name in different folders never share outputs."""
-    return f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    """The file name stem of an input's outputs: its own stem (as UTF-8, cut to NAME_BYTES) and a hash of its full
+    path, so that inputs of the same name in different folders, or whose names differ only past the cut, never share
+    outputs."""
+    stem = os.fsencode(path.stem).decode("utf-8", "replace").replace("\ufffd", "_")
+    stem = stem.encode()[:NAME_BYTES].decode("utf-8", "ignore")  # whole characters only
+    return f"{stem}-{hashlib.sha1(os.fsencode(str(path))).hexdigest()[:8]}"
 
 
 def options_facts(options: Options, every_frame: bool) -> str:
@@ -104,7 +137,7 @@ def input_key(path: Path, options_digest: str) -> str:
 def recognizer(options: Options) -> Recognizer:
     """The recognizer of this process for ``options``, built on first use: a worker loads the model once, not once
     per input."""
-    return Recognizer(**asdict(options))
+    return Recognizer(**vars(options))
 
 
 def process(job: Job) -> dict:
@@ -112,10 +145,7 @@ def process(job: Job) -> dict:
     fails in any other way, is recorded as failed, so that the batch goes on; a model that cannot be loaded or an
     output that cannot be written stops the batch (every other input would fail the same way)."""
     out_dir = Path(job.out_dir)
-    row = dict.fromkeys(INDEX_COLUMNS, "") | {
-        "input": job.input, "key": job.key, "frames": 0, "face_rows": 0, "distinct_faces": 0,
-        "model_sha256": model_sha256(job.options.model_path), "options": options_facts(job.options, job.every_frame),
-        "emocam_version": VERSION, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    row = new_row(job, os.getpid())
     # What a killed run left half written for this input.
     for stale in out_dir.glob(f"{glob.escape(job.name)}.*partial*"):
         stale.unlink(missing_ok=True)
@@ -123,7 +153,7 @@ def process(job: Job) -> dict:
     start = time.perf_counter()
     try:
         csv_path, summary_path = out_dir / f"{job.name}.csv", out_dir / f"{job.name}.summary.json"
-        about = provenance(job.input, job.options, rec.backend)
+        about = provenance(job.shown, job.options, rec.backend)
         with open_source(Path(job.input), live=False) as src:
             with CsvSink(csv_path, rec.classes, job.every_frame) as rows, \
                     Summary(rec.classes, summary_path, out=io.StringIO(), about=about) as summary:
@@ -144,17 +174,40 @@ def process(job: Job) -> dict:
     return row
 
 
+def new_row(job: Job, pid: int) -> dict:
+    """``job``'s index row before it runs, worked on by process ``pid`` of this machine: what it will be made with
+    (model, options, version) already recorded."""
+    return dict.fromkeys(INDEX_COLUMNS, "") | {
+        "input": job.shown, "key": job.key, "frames": 0, "face_rows": 0, "distinct_faces": 0,
+        "model_sha256": model_sha256(job.options.model_path), "options": options_facts(job.options, job.every_frame),
+        "emocam_version": VERSION, "worker": f"{socket.gethostname()}:{pid}"}
+
+
+def worker_died(job: Job, pid: int, how: str) -> dict:
+    """The row of a job whose worker process died on it (a crash, the kernel's OOM killer): failed, and the batch
+    goes on."""
+    return new_row(job, pid) | {"status": FAILED, "error": f"the worker process died ({how}) on this input"}
+
+
 def read_index(path: Path) -> dict[str, dict]:
     """The index's rows by input (the last row of an input wins); a line a killed run left unfinished is ignored."""
     if not path.is_file():
         return {}
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or tuple(header) != INDEX_COLUMNS:
-            what = "the index of an earlier emocam" if header and header[:2] == ["input", "status"] else "not an emocam"
-            raise UsageProblem(f"{path} is {what} batch index; choose another --out-dir")
-        return {r[0]: dict(zip(INDEX_COLUMNS, r)) for r in reader if len(r) == len(INDEX_COLUMNS)}
+    name = printable(str(path))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or tuple(header) != INDEX_COLUMNS:
+                earlier = header is not None and header[:2] == ["input", "status"]
+                what = "the index of an earlier emocam batch" if earlier else "not an emocam batch index"
+                raise UsageProblem(f"{name} is {what}; choose another --out-dir")
+            return {r[0]: dict(zip(INDEX_COLUMNS, r)) for r in reader if len(r) == len(INDEX_COLUMNS)}
+    except UnicodeDecodeError:
+        raise UsageProblem(f"{name} is not an emocam batch index (it is not UTF-8 text); choose another "
+                           f"--out-dir") from None
+    except OSError as e:
+        raise SinkError(f"cannot read {name}: {e.strerror}") from None
 
 
 def finished(row: dict | None, job: Job, out_dir: Path) -> bool:
@@ -175,9 +228,14 @@ class Index:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 
     def add(self, row: dict) -> None:
-        """Append one row; it is on disk when this returns."""
-        os.write(self._fd, _csv_text([[row[c] for c in INDEX_COLUMNS]]).encode())
-        os.fsync(self._fd)
+        """Append one row, whole; it is on disk when this returns. A full disk is a SinkError, the index ending with
+        the row before."""
+        line = _csv_text([[printable(str(row[c])) for c in INDEX_COLUMNS]]).encode()
+        append_whole(self._fd, line, self.path, f"rows before {row['input']}")
+        try:
+            os.fsync(self._fd)
+        except OSError as e:
+            raise SinkError(f"cannot write {self.path}: {e.strerror}") from None
 
     def close(self) -> None:
         os.close(self._fd)
@@ -198,46 +256,47 @@ class Plan:
     kept: list[dict]
 
 
-def plan(inputs: Sequence[Path], out_dir: Path, options: Options, every_frame: bool) -> Plan:
-    """Which inputs to run: all but those the index records as finished with the same input, model and options."""
+def jobs_for(inputs: Sequence[Path], out_dir: Path, options: Options, every_frame: bool) -> list[Job]:
+    """A job for each input, with its outputs' name and its key."""
     digest = options_key(options, every_frame)
-    jobs = [Job(str(p), str(out_dir), output_name(p), options, every_frame, input_key(p, digest)) for p in inputs]
+    return [Job(str(p), str(out_dir), output_name(p), options, every_frame, input_key(p, digest), printable(str(p)))
+            for p in inputs]
+
+
+def plan(jobs: list[Job], out_dir: Path, options: Options, every_frame: bool) -> Plan:
+    """Which jobs to run: all but those the index records as finished with the same input, model and options; a
+    UsageProblem where the index records other ones (``refuse_other_options``). Rows of folders that could not be
+    searched (no key) are not kept: each run searches them again."""
     rows = read_index(out_dir / INDEX)
-    refuse_other_options(rows.values(), out_dir, options, every_frame)
-    todo = [j for j in jobs if not finished(rows.get(j.input), j, out_dir)]
-    redo = {j.input for j in todo}
-    return Plan(jobs, todo, [r for i, r in rows.items() if i not in redo])
+    refuse_other_options((r for r in rows.values() if r["key"]), out_dir, options, every_frame)
+    todo = [j for j in jobs if not finished(rows.get(j.shown), j, out_dir)]
+    redo = {j.shown for j in todo}
+    return Plan(jobs, todo, [r for i, r in rows.items() if i not in redo and r["key"]])
 
 
 def refuse_other_options(rows: Iterable[dict], out_dir: Path, options: Options, every_frame: bool) -> None:
     """UsageProblem if ``out_dir`` holds results made with another model or other options: one folder holds one set of
     options, so that its files can be compared with each other and a rerun never mixes two."""
     model, facts = model_sha256(options.model_path), json.loads(options_facts(options, every_frame))
+    folder = printable(str(out_dir))
     for row in rows:
         if row["model_sha256"] != model:
-            raise UsageProblem(f"{out_dir} holds results made with another model (sha256 {row['model_sha256'][:12]}, "
+            raise UsageProblem(f"{folder} holds results made with another model (sha256 {row['model_sha256'][:12]}, "
                                f"this one {model[:12]}); choose another --out-dir for these")
         before = json.loads(row["options"])
         changed = [f"{k} {before.get(k)} -> {v}" for k, v in facts.items() if before.get(k) != v]
         if changed:
-            raise UsageProblem(f"{out_dir} holds results made with other options ({', '.join(changed)}); choose "
+            raise UsageProblem(f"{folder} holds results made with other options ({', '.join(changed)}); choose "
                                f"another --out-dir for these, or run again with the options it was made with")
 
 
 def run_local(jobs: Sequence[Job], workers: int) -> Iterator[dict]:
-    """Each job's row as it finishes: in this process (one worker) or in ``workers`` processes."""
+    """Each job's row as it finishes: in this process (one worker) or in ``workers`` processes, each dying with this
+    one; a worker that dies on an input records it as failed."""
     if workers <= 1:
         yield from map(process, jobs)
         return
-    # Spawned, not forked: the parent's decode and detect threads must not be copied mid-flight.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(process, job) for job in jobs]
-        try:
-            for done in as_completed(futures):
-                yield done.result()
-        finally:
-            for f in futures:
-                f.cancel()
+    yield from run_in_workers(process, jobs, workers, worker_died)
 
 
 def run_ray(jobs: Sequence[Job], address: str) -> Iterator[dict]:
@@ -281,10 +340,12 @@ def ray_head(address: str, timeout_s: float = 5.0) -> str:
 
 
 def combine(rows: Iterable[dict], out_dir: Path, parquet: Path) -> int:
-    """Every output CSV of ``rows`` in one Parquet file, with the input's path as a first column; the rows written."""
+    """Every output CSV of ``rows`` in one Parquet file, with the input's path as a first column; the rows written.
+    Its schema is the record schema's, declared, not guessed from the first CSV (which may hold no row)."""
     require("pandas")
     pq = require("pyarrow.parquet")
     pa = require("pyarrow")
+    kinds = {int: pa.int64(), float: pa.float64(), str: pa.string()}
     writer, total = None, 0
     with Staged(parquet) as staged:
         try:
@@ -293,10 +354,11 @@ def combine(rows: Iterable[dict], out_dir: Path, parquet: Path) -> int:
                     continue
                 table = read_csv(out_dir / row["csv"])
                 table.insert(0, "input", row["input"])
-                part = pa.Table.from_pandas(table, preserve_index=False)
                 if writer is None:
-                    writer = pq.ParquetWriter(staged.path, part.schema)
-                writer.write_table(part.cast(writer.schema))
+                    classes = [c[2:] for c in table.columns if c.startswith("p_")]
+                    declared = pa.schema([("input", pa.string())] + [(c.name, kinds[c.kind]) for c in schema(classes)])
+                    writer = pq.ParquetWriter(staged.path, declared)
+                writer.write_table(pa.Table.from_pandas(table, schema=writer.schema, preserve_index=False))
                 total += len(table)
         finally:
             if writer is not None:
@@ -307,51 +369,107 @@ def combine(rows: Iterable[dict], out_dir: Path, parquet: Path) -> int:
     return total
 
 
+@contextmanager
+def locked(out_dir: Path) -> Iterator[None]:
+    """Hold ``out_dir`` for this batch: another batch on it is refused at once rather than let in to race this one for
+    the index and the outputs. The lock goes with the process, however it ends (kill -9 included)."""
+    fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageProblem(f"another emocam batch is writing to {printable(str(out_dir))}; wait for it to end or "
+                           f"choose another --out-dir") from None
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def make_out_dir(out_dir: Path) -> None:
+    """``out_dir``, made if it is not there; SinkError if it cannot be (its parent is missing, it is a file, the
+    file system is read-only)."""
+    if out_dir.is_dir():
+        return
+    if out_dir.exists():
+        raise SinkError(f"--out-dir {out_dir} is not a folder; give a folder (it is made if it is not there)")
+    writable(out_dir)  # a missing parent is a one-line error
+    try:
+        out_dir.mkdir()
+    except OSError as e:
+        raise SinkError(f"cannot make --out-dir {out_dir}: {e.strerror}") from None
+
+
+def check_outputs(jobs: Sequence[Job], out_dir: Path, model: Path, parquet: Path | None) -> None:
+    """The live command's checks for everything a batch writes (the index, each input's CSV and summary, --parquet),
+    before any input runs: SinkError if one cannot be written, or is an input, the model or another output."""
+    inputs = [("--model", model)] + [("INPUT", Path(j.input)) for j in jobs]
+    outputs = [("--parquet", parquet), ("the index", out_dir / INDEX)]
+    for j in jobs:
+        outputs += [(f"CSV of {j.shown}", out_dir / f"{j.name}.csv"),
+                    (f"summary of {j.shown}", out_dir / f"{j.name}.summary.json")]
+    check_paths(inputs, outputs)
+    if parquet is not None:
+        can_write(parquet)
+
+
 def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, options: Options = Options(),
               every_frame: bool = False, workers: int = 1, ray: str | None = None, parquet: str | Path | None = None,
               progress: bool = True, on_row: Callable[[dict], None] | None = None) -> dict[str, int]:
     """Run a batch (see the module's docstring); returns how many inputs this run ended in each status, "skipped" (those
-    a previous run finished) and "failed before" (those of them it recorded as failed or ended early)."""
+    a previous run finished) and, where there are any, "failed before" (those of them it recorded as failed or ended
+    early). Every output is checked before any input runs, and one batch at a time writes into an ``out_dir``."""
     if workers < 1:
         raise UsageProblem(f"--workers must be at least 1, got {workers}")
     if ray is not None and workers != 1:
         raise UsageProblem("give --workers or --ray, not both: on Ray every input is one task")
     out_dir = Path(out_dir).absolute()
-    if not out_dir.is_dir():
-        writable(out_dir)  # a missing parent is a one-line error
-        out_dir.mkdir()
+    make_out_dir(out_dir)
     if parquet is not None:
-        parquet = writable(Path(parquet).absolute())
+        parquet = Path(parquet).absolute()
         require("pyarrow")
     if ray is not None:
         require("ray")
         ray = ray_head(ray)
     if options.model is not None:
-        options = Options(**(asdict(options) | {"model": Path(options.model).absolute()}))
+        options = replace(options, model=Path(options.model).absolute())
     if not options.model_path.is_file():
         raise ModelError(f"model file not found: {options.model_path}")
-    if ray is None and workers == 1:
-        recognizer(options)  # loaded here, where it will run, so that a model or backend problem is told first
-    todo = plan(expand(inputs), out_dir, options, every_frame)
-    ours = {j.input for j in todo.jobs}
-    counts = {"skipped": len(todo.jobs) - len(todo.todo),
-              "failed before": sum(r["input"] in ours and r["status"] in (FAILED, ENDED_EARLY) for r in todo.kept)}
-    index = Index(out_dir / INDEX, todo.kept)
-    from tqdm import tqdm
+    with locked(out_dir):
+        found, unreadable = expand(inputs)
+        jobs = jobs_for(found, out_dir, options, every_frame)
+        check_outputs(jobs, out_dir, options.model_path, parquet)
+        if ray is None and workers == 1:
+            recognizer(options)  # loaded here, where it will run, so that a model or backend problem is told first
+        todo = plan(jobs, out_dir, options, every_frame)
+        if ray is None:
+            workers, capped = usable_workers(workers, len(todo.todo))
+            if capped:
+                print(f"emocam: {capped}", file=sys.stderr, flush=True)
+        ours = {j.shown for j in todo.jobs}
+        counts = {"skipped": len(todo.jobs) - len(todo.todo)}
+        failed_before = sum(r["input"] in ours and r["status"] in (FAILED, ENDED_EARLY) for r in todo.kept)
+        if failed_before:
+            counts["failed before"] = failed_before
+        index = Index(out_dir / INDEX, todo.kept)
+        from tqdm import tqdm
 
-    bar = tqdm(total=len(todo.todo), unit="file", desc="emocam batch", disable=not progress, dynamic_ncols=True)
-    try:
-        rows = run_ray(todo.todo, ray) if ray is not None and todo.todo else run_local(todo.todo, workers)
-        for row in rows:
-            index.add(row)
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-            bar.update(1)
-            bar.set_postfix({k: v for k, v in counts.items() if k not in ("skipped", "failed before")}, refresh=False)
-            if on_row is not None:
-                on_row(row)
-    finally:
-        bar.close()
-        index.close()
-    if parquet is not None:
-        combine((r for r in read_index(out_dir / INDEX).values() if r["input"] in ours), out_dir, parquet)
+        bar = tqdm(total=len(todo.todo), unit="file", desc="emocam batch", disable=not progress, dynamic_ncols=True)
+        try:
+            searched = ({c: "" for c in INDEX_COLUMNS} | {"input": printable(str(folder)), "status": FAILED,
+                                                           "error": why} for folder, why in unreadable.items())
+            rows = run_ray(todo.todo, ray) if ray is not None and todo.todo else run_local(todo.todo, workers)
+            for row in itertools.chain(searched, rows):
+                index.add(row)
+                counts[row["status"]] = counts.get(row["status"], 0) + 1
+                bar.update(bool(row["key"]))  # a folder that could not be searched is none of the files counted
+                bar.set_postfix({k: v for k, v in counts.items() if k not in ("skipped", "failed before")},
+                                refresh=False)
+                if on_row is not None:
+                    on_row(row)
+        finally:
+            bar.close()
+            index.close()
+        if parquet is not None:
+            combine((r for r in read_index(out_dir / INDEX).values() if r["input"] in ours), out_dir, parquet)
     return counts

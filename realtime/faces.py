@@ -15,8 +15,9 @@ def left_first(pairs: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded BGR frame; ``timestamp_s`` is the container time for files, seconds since start for live;
-    ``stream_s`` (live) the frame's time on the camera's or stream's own clock, where it has one."""
+    """One decoded BGR frame; ``timestamp_s`` is the container time for files, the stream's own clock from its first
+    frame for a network stream, the capture time since it opened for a camera; ``stream_s`` (live) the frame's time
+    on the camera's or stream's own clock as it came, where it has one."""
 
     index: int
     timestamp_s: float

@@ -3,11 +3,16 @@ staged beside its target and renamed over it only once whole (``Staged``), so no
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import stat
+import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TextIO
+
+Named = Mapping[str, "Path | str | None"] | Iterable[tuple[str, "Path | str | None"]]
 
 
 class SinkError(Exception):
@@ -24,24 +29,83 @@ def writable(path: Path) -> Path:
     return path
 
 
+def file_identity(path: Path) -> tuple:
+    """A key that two paths share when they name one file: its device and inode, through symlinks and hard links;
+    for a path not yet there, its resolved name."""
+    try:
+        st = os.stat(path)
+        return st.st_dev, st.st_ino
+    except OSError:
+        return (os.path.realpath(path),)
+
+
 def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file, through symlinks and hard links; paths not yet there compare resolved."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+    return file_identity(a) == file_identity(b)
 
 
-def check_paths(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
+def check_paths(inputs: Named, outputs: Named) -> None:
     """SinkError, before anything is opened, if an output cannot be written or would overwrite an input or another
-    output (keys are the options' names, None values are left out)."""
-    ins = [(k, Path(p)) for k, p in inputs.items() if p is not None]
-    outs = [(k, writable(p)) for k, p in outputs.items() if p is not None]
-    for i, (name, path) in enumerate(outs):
-        for other, given in ins + outs[:i]:
-            if same_file(path, given):
-                what = "the input" if (other, given) in ins else "the output"
-                raise SinkError(f"{name} {path} is the same file as {what} {other} {given}; choose another file")
+    output. Each is a mapping or (name, path) pairs, named as the user knows them (an option); None paths are left out.
+    One look at each path, so a batch's thousands of inputs and outputs are checked as quickly as one run's."""
+    seen: dict[tuple, tuple[str, str, Path]] = {}
+    for what, named in (("the input", inputs), ("the output", outputs)):
+        for name, path in (named.items() if isinstance(named, Mapping) else named):
+            if path is None:
+                continue
+            path = Path(path)
+            if what == "the output":
+                try:
+                    writable(path)
+                except SinkError as e:
+                    raise SinkError(f"{name}: {e}") from None
+            key = file_identity(path)
+            if key in seen and what == "the output":
+                was, other, given = seen[key]
+                raise SinkError(f"{name} {path} is the same file as {was} {other} {given}; choose another file")
+            seen.setdefault(key, (what, name, path))
+
+
+def append_whole(fd: int, data: bytes, target: object, kept: str) -> None:
+    """Write ``data`` (one or more whole records) at the end of what descriptor ``fd`` has written. Where it does not
+    all go (a full disk), what went is cut off again, so that a regular file always ends with a whole record, and
+    SinkError says so: "cannot write TARGET: why; it keeps the KEPT". A reader that went away (BrokenPipeError) is
+    left to the caller: that is the end of a pipe, not a failed write."""
+    st = os.fstat(fd)
+    start = None  # where this write lands in a regular file (a pipe or a device cannot be cut back)
+    if stat.S_ISREG(st.st_mode):
+        start = st.st_size if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND else os.lseek(fd, 0, os.SEEK_CUR)
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        if start is not None:
+            os.ftruncate(fd, start)
+            os.lseek(fd, start, os.SEEK_SET)
+        raise SinkError(f"cannot write {target}: {e.strerror}; it keeps the {kept}") from None
+
+
+def tell(text: str, out: TextIO | None = None) -> bool:
+    """Print ``text`` on ``out`` (standard output by default) for whoever reads it. A reader that went away is the
+    end of the pipe, not an error: the descriptor is pointed at /dev/null, so that later prints and Python's own
+    flush at exit go nowhere instead of failing; False then."""
+    out = sys.stdout if out is None else out
+    try:
+        print(text, file=out, flush=True)
+        return True
+    except BrokenPipeError:
+        silence(out.fileno())
+        return False
+
+
+def silence(fd: int) -> None:
+    """Point descriptor ``fd`` at /dev/null (its reader went away)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def can_write(path: Path) -> Path:

@@ -25,9 +25,10 @@ from .gate import Gate
 from .landmarks import Landmarker
 from .overlay import Overlay
 from .predictor import BatchedPredictor
+from .reading import FaceReading, in_original, read_faces, resolve_reading
 from .sinks import Sink
 from .smooth import Smoother
-from .sources import Source
+from .sources import Source, frames_within
 from .track import Tracker
 
 STAGES = ("decode", "detect", "track", "align", "infer", "smooth", "write")
@@ -63,8 +64,10 @@ class Pipeline:
 
     def __init__(self, detector: Callable[[np.ndarray], Faces], backend: Backend, tracker: Tracker | None = None,
                  smoother: Smoother | None = None, queue_size: int = 4, landmarker: Landmarker | None = None,
-                 gate: Gate | None = None) -> None:
+                 gate: Gate | None = None, reading: FaceReading | None = None) -> None:
         self.detector = detector
+        # Its enlarging and which faces it keeps apply here; its range and score are the detector's.
+        self.reading = resolve_reading(reading)
         self.backend = backend
         # Not ``tracker or Tracker()``: both define __len__, so an empty one is falsy and would be replaced.
         self.tracker = Tracker() if tracker is None else tracker
@@ -83,8 +86,10 @@ class Pipeline:
         self.backend.predict(to_tensor(np.zeros((1, pre.size, pre.size), np.uint8), pre))
 
     def detect(self, image: np.ndarray) -> Faces:
-        """Faces in a BGR image with trusted landmarks, head pose and the quality gate's verdict."""
-        return self.gate(self.landmarker(image, self.detector(image)))
+        """Faces in a BGR image, read as ``reading`` says, with trusted landmarks, head pose and the quality gate's
+        verdict, in the image's pixels."""
+        seen, faces = read_faces(image, self.reading, self.detector, self.landmarker, self.gate)
+        return faces if seen is image else in_original(faces, image.shape)
 
     def process(self, frame: Frame, faces: Faces, timings: Timings) -> Faces:
         """Track, align (all faces in one batch), infer and smooth the detected faces of one frame."""
@@ -102,9 +107,11 @@ class Pipeline:
         For a file, the faces of up to ``batch_frames`` consecutive frames go to the model in one call; a live source
         always sends one frame at a time."""
         timings = Timings() if timings is None else timings
-        # Live frames must not wait behind older ones: hand over one at a time.
-        detected: queue.Queue = queue.Queue(1 if source.live else self.queue_size)
-        predictor = BatchedPredictor(self.backend, max_frames=1 if source.live else batch_frames)
+        # Live frames must not wait behind older ones: hand over one at a time. A file's queue and batch hold fewer
+        # of its frames where they are huge (an 8K video), so that memory stays bounded by bytes, not frames.
+        detected: queue.Queue = queue.Queue(1 if source.live else frames_within(source.frame_bytes, self.queue_size))
+        predictor = BatchedPredictor(self.backend,
+                                     max_frames=1 if source.live else frames_within(source.frame_bytes, batch_frames))
         stop = threading.Event()
         worker = threading.Thread(target=self._detect_ahead, args=(source, detected, stop, timings),
                                   name="emocam-detect", daemon=True)

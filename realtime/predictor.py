@@ -6,7 +6,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from .backends import Backend
+from .backends import MAX_BATCH, OPT_BATCH, Backend
 
 T = TypeVar("T")
 
@@ -18,7 +18,7 @@ class BatchedPredictor(Generic[T]):
     For files only: a live source should not wait for later frames.
     """
 
-    def __init__(self, backend: Backend, max_faces: int = 64, max_frames: int = 8) -> None:
+    def __init__(self, backend: Backend, max_faces: int = MAX_BATCH, max_frames: int = OPT_BATCH) -> None:
         if max_faces < 1 or max_frames < 1:
             raise ValueError(f"max_faces and max_frames must be at least 1, got {max_faces} and {max_frames}")
         self.backend = backend

@@ -29,8 +29,10 @@ def model_sha256(path: Path) -> str:
 
 
 def options_record(options: Any) -> dict:
-    """An options dataclass as JSON-ready values (paths as text); the model is recorded apart, with its hash."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items() if k != "model"}
+    """An emocam Options as JSON-ready values (paths as text), the face reading as the settings it resolves to
+    (detector, min_score, enlarge, keep), however it was given; the model is recorded apart, with its hash."""
+    given = {k: v for k, v in asdict(options).items() if k not in ("model", "reading", "detector", "min_score")}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()} | options.face_reading.to_dict()
 
 
 def provenance(source: str | Path | None, options: Any, backend: str | None = None) -> dict:

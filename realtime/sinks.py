@@ -21,7 +21,7 @@ import av
 import cv2
 
 from .faces import Faces, Frame
-from .outputs import SinkError, Staged, writable
+from .outputs import SinkError, Staged, append_whole, silence, writable
 from .overlay import annotate_rate
 from .records import columns, csv_cells, records
 from .sources import IMAGE_SUFFIXES, Source, open_capture
@@ -48,9 +48,8 @@ class Sink:
         self.close()
 
 
-# Containers that take an H.264 stream, and what an annotated image may be written as (the formats emocam reads).
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi")
-IMAGE_OUT_SUFFIXES = IMAGE_SUFFIXES
+# Containers that take the H.264 stream: the names an annotated video may have (an annotated image: IMAGE_SUFFIXES).
+H264_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi")
 
 
 class CsvSink(Sink):
@@ -65,22 +64,15 @@ class CsvSink(Sink):
         self.path, self.frames = self._staged.target, 0
         # Unbuffered: a failed write is seen at the frame that failed, not at some later flush.
         self._file: io.FileIO | None = io.FileIO(self._staged.path, "w")
-        self._size = 0
         self._append([columns(self.classes)], "the header")
 
     def _append(self, rows: list[list], what: str) -> None:
         text = io.StringIO()
         csv.writer(text).writerows(rows)
-        data = memoryview(text.getvalue().encode())
-        size = len(data)
         try:
-            while data:
-                data = data[self._file.write(data):]
-        except OSError as e:
-            if not self._staged.in_place:  # cut what the failed write left of a row: the file ends with a whole row
-                os.ftruncate(self._file.fileno(), self._size)
-            raise SinkError(f"cannot write {self.path}: {e.strerror}; it keeps the rows before {what}") from None
-        self._size += size
+            append_whole(self._file.fileno(), text.getvalue().encode(), self.path, f"rows before {what}")
+        except BrokenPipeError:  # a FIFO whose reader left: it gets no more rows
+            raise SinkError(f"cannot write {self.path}: its reader went away; it got the rows before {what}") from None
 
     def write(self, frame: Frame, faces: Faces) -> None:
         self.frames += 1
@@ -113,12 +105,18 @@ def stderr_fd() -> int:
 
 class JsonlSink(Sink):
     """The records as JSON lines (one object per face per frame; with ``every_frame`` also one per frame without a
-    face), flushed every frame so that another process can read them live. ``-`` is standard output: while the sink
-    is open, everything else the process prints goes to standard error. A reader that goes away stops the run."""
+    face), each frame's written whole at once so that another process can read them live; on a full disk the file
+    keeps whole records and the sink stops with a SinkError. ``-`` is standard output: while the sink is open,
+    everything else the process prints goes to standard error.
 
-    def __init__(self, path: Path | str, classes: tuple[str, ...], every_frame: bool = False) -> None:
-        self.classes, self.every_frame = tuple(classes), every_frame
+    A reader that goes away (a closed pipe) is an ordinary end, told in one line: with ``alone`` (nothing else takes
+    the frames) the sink stops the run, else it takes no more records and the run goes on."""
+
+    def __init__(self, path: Path | str, classes: tuple[str, ...], every_frame: bool = False,
+                 alone: bool = True) -> None:
+        self.classes, self.every_frame, self.alone = tuple(classes), every_frame, alone
         self._stdout: int | None = None
+        self.gone = False
         if str(path) == "-":
             # Keep the real stdout for the records and point descriptor 1 where sys.stderr writes (descriptor 2 may
             # have been silenced for C libraries), so that nothing else, not even a C library's output, lands in the
@@ -126,44 +124,49 @@ class JsonlSink(Sink):
             sys.stdout.flush()
             self._stdout = os.dup(1)
             os.dup2(stderr_fd(), 1)
-            self._file: TextIO | None = os.fdopen(os.dup(self._stdout), "w")
+            self.name, self._fd = "standard output", os.dup(self._stdout)
             return
         # Written in place, not staged: a reader follows this very file (or FIFO) while the run goes on.
         path = writable(Path(path))
         try:
-            self._file = open(path, "w")
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         except OSError as e:
             raise SinkError(f"cannot write {path}: {e.strerror}") from None
+        self.name = str(path)
 
     def write(self, frame: Frame, faces: Faces) -> None:
-        if self._file is None:
+        if self._fd is None:
             return
         lines = "".join(json.dumps(r, separators=(",", ":")) + "\n"
                         for r in records(frame, faces, self.classes, self.every_frame))
         if not lines:
             return
         try:
-            self._file.write(lines)
-            self._file.flush()
-        except BrokenPipeError:  # the reader is gone: nobody wants more
-            self.stop = True
-            self._drop()
-
-    def _drop(self) -> None:
-        try:
-            self._file.close()
+            append_whole(self._fd, lines.encode(), self.name, f"records before frame {frame.index}")
         except BrokenPipeError:
-            pass
-        self._file = None
+            self._gone(frame.index)
+
+    def _gone(self, index: int) -> None:
+        """The reader went away at frame ``index``: no more records; the run stops if nothing else takes them."""
+        os.close(self._fd)
+        self._fd, self.gone = None, True
+        self.stop = self.alone
+        then = "stopping: there is no other output" if self.alone else "going on without it"
+        from tqdm import tqdm  # on a line of its own, not after a progress bar's
+
+        tqdm.write(f"emocam: the reader of --jsonl ({self.name}) went away at frame {index}; {then}", file=sys.stderr)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._drop()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._stdout is not None:
             sys.stdout.flush()
             os.dup2(self._stdout, 1)
             os.close(self._stdout)
             self._stdout = None
+            if self.gone:  # later prints to standard output, and Python's flush at exit, go nowhere
+                silence(1)
 
 
 class VideoSink(Sink):
@@ -285,18 +288,18 @@ class ImageSink(Sink):
 def annotated_output(path: Path) -> str:
     """"video" or "image", the kind of annotated output ``path``'s suffix names; SinkError for any other suffix."""
     suffix = Path(path).suffix.lower()
-    if suffix in VIDEO_SUFFIXES:
+    if suffix in H264_SUFFIXES:
         return "video"
-    if suffix in IMAGE_OUT_SUFFIXES:
+    if suffix in IMAGE_SUFFIXES:
         return "image"
-    raise SinkError(f"cannot write the video {path}: name it {', '.join(VIDEO_SUFFIXES)} (or, for an image input, "
-                    f"{', '.join(IMAGE_OUT_SUFFIXES[:4])} ...)")
+    raise SinkError(f"cannot write the video {path}: name it {', '.join(H264_SUFFIXES)} (or, for an image input, "
+                    f"{', '.join(IMAGE_SUFFIXES[:4])} ...)")
 
 
 def video_name(path: Path) -> Path:
     """``path`` if its suffix names a container the video sink writes, else SinkError."""
     if annotated_output(path) != "video":
-        raise SinkError(f"cannot write the video {path}: it is an image name; name it {', '.join(VIDEO_SUFFIXES)}")
+        raise SinkError(f"cannot write the video {path}: it is an image name; name it {', '.join(H264_SUFFIXES)}")
     return Path(path)
 
 

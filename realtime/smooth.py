@@ -9,6 +9,10 @@ import numpy as np
 
 from .faces import Faces
 
+# Smoothing time constant in seconds, and the margin another class's smoothed probability needs to take the label.
+TAU_S = 0.3
+HYSTERESIS = 0.1
+
 
 @dataclass
 class _TrackState:
@@ -24,7 +28,7 @@ class Smoother:
     Tracks unseen for ``forget_s`` are dropped; at most ``max_tracks`` are kept.
     """
 
-    def __init__(self, tau_s: float = 0.3, hysteresis: float = 0.1, forget_s: float = 2.0,
+    def __init__(self, tau_s: float = TAU_S, hysteresis: float = HYSTERESIS, forget_s: float = 2.0,
                  max_tracks: int = 64) -> None:
         if tau_s < 0 or hysteresis < 0:
             raise ValueError(f"tau_s and hysteresis must be >= 0, got {tau_s} and {hysteresis}")

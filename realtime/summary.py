@@ -4,14 +4,13 @@ of each face's smoothed probabilities over time."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
 from .faces import Faces, Frame
-from .outputs import SinkError, Staged
+from .outputs import SinkError, Staged, tell
 from .sinks import Sink
 
 
@@ -107,7 +106,7 @@ class Summary(Sink):
                 s.discard()
             return
         report = self.report()
-        print(self.table(report), file=self.out or sys.stdout, flush=True)
+        tell(self.table(report), self.out)  # a reader that went away costs no file
         writes = {self._json: lambda path: path.write_text(json.dumps(report, indent=2) + "\n"),
                   self._plot: lambda path: self.plot(report, path)}
         errors = []

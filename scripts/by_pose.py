@@ -1,9 +1,11 @@
 """How right the live side is on turned faces: a labelled folder's faces, grouped by how far each is turned.
 
-Each image goes through the whole live pipeline (``Recognizer``: detector, landmarks, gate, crop, model; by default
-with the detector settings ``emotrain evaluate`` uses on folders); its largest face is scored against the folder it is in. Faces are grouped by |yaw|; in each group: how many, how many the gate
-passed (coverage), accuracy with gated faces counted wrong, mean recall over the classes present, and the recall of
-happy (the label a laughing audience should get).
+Each image goes through the whole live pipeline (``Recognizer``: detector, landmarks, gate, crop, model), its faces
+read by default as ``emotrain evaluate`` reads folders (the "stills" reading) but with images as they are, not
+enlarged (as docs/results.md's figures were measured); its largest face is scored against the folder it is in.
+Faces are grouped by |yaw|; in each group: how many, how many the gate passed (coverage), accuracy with gated faces
+counted wrong, mean recall over the classes present, and the recall of happy (the label a laughing audience should
+get).
 
     python scripts/by_pose.py ../shared/data/wild/val [--model engines/emocam.onnx] [--json out.json]
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from emocam import Recognizer
+from emocam.reading import READINGS, resolve_reading
 
 EDGES = (0.0, 15.0, 30.0, 45.0, 90.0)  # |yaw| groups, degrees; the gate refuses faces turned over 45
 
@@ -25,13 +28,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="labelled image folder <class>/*")
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
-    parser.add_argument("--detector", default="both", help="detector range: short, full or both (default: both)")
-    parser.add_argument("--min-score", type=float, default=0.5, help="detector score to keep a face (default: 0.5)")
+    parser.add_argument("--reading", default="stills", choices=list(READINGS),
+                        help="face reading preset (default: stills)")
+    parser.add_argument("--enlarge", action=argparse.BooleanOptionalAction, default=False,
+                        help="enlarge images smaller than the detector needs (default: no)")
+    parser.add_argument("--detector", default=None, help="detector range: short, full or both (default: the reading's)")
+    parser.add_argument("--min-score", type=float, default=None,
+                        help="detector score to keep a face (default: the reading's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
 
     rows = []  # (|yaw|, true class, predicted class or -1 where gated)
-    with Recognizer(args.model, detector=args.detector, min_score=args.min_score) as rec:
+    reading = resolve_reading(args.reading, detector=args.detector, min_score=args.min_score, enlarge=args.enlarge)
+    with Recognizer(args.model, reading=reading) as rec:
         for k, name in enumerate(rec.classes):
             for path in sorted((args.folder / name).glob("*")):
                 faces = rec(path)
@@ -58,7 +67,7 @@ def main() -> None:
               f"{row['mean_recall']:>12.3f} {happy_text:>13}")
     if args.json:
         args.json.write_text(json.dumps({"folder": str(args.folder), "model": str(args.model or "shipped"),
-                                         "detector": args.detector, "min_score": args.min_score,
+                                         "reading": reading.to_dict(),
                                          "groups": table}, indent=1) + "\n")
 
 

@@ -1,10 +1,22 @@
-"""Shared fixtures: the real data folder and a tiny ONNX model that carries the emocam contract."""
+"""Shared fixtures and helpers: the real data folder, a tiny ONNX model that carries the emocam contract, a cache
+folder of the test session's own, and the two ways of running the commands (in this process, or in a fresh one
+where signals, pipes or file descriptors are what is tested)."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import hashlib
 import importlib.util
+import io
+import os
+import subprocess
+import sys
 import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -18,16 +30,6 @@ DATA = Path(__file__).parents[1].parent / "shared" / "data"
 _spec = importlib.util.spec_from_file_location("stream_lag", Path(__file__).parents[1] / "scripts" / "stream_lag.py")
 stream_lag = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(stream_lag)
-
-
-def emocam(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
-    """``emocam ARGS`` in this process (no new interpreter, no mediapipe import again): its exit code, standard
-    output and standard error."""
-    from emocam import cli
-
-    code = cli.run([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="session")
@@ -80,8 +82,107 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def emocam_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Decoded datasets go to a folder of this test run ($EMOCAM_CACHE, which the commands run here inherit), never
+    to the user's ~/.cache/emocam."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EMOCAM_CACHE", str(folder))
+        yield folder
+
+
+PROGRAMS = {"emocam": "emocam.cli", "emotrain": "emocam.train.cli"}
+
+
+def run_command(program: str, *args: object, env: dict | None = None, cwd: Path | None = None,
+                timeout: float = 300) -> subprocess.CompletedProcess:
+    """``emocam`` or ``emotrain`` in a fresh interpreter, as the installed scripts run: for what only a process shows
+    (signals, pipes, descriptors, native libraries' output)."""
+    return subprocess.run([sys.executable, "-m", PROGRAMS[program], *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=None if env is None else {**os.environ, **env}, cwd=cwd)
+
+
+@dataclass
+class Ran:
+    """What a command run in this process did: its exit code and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_here(program: str, *args: object, cwd: Path | None = None) -> Ran:
+    """``emocam`` or ``emotrain`` run in this process through the ``run`` their scripts call (without the scripts'
+    silencing of native libraries and their signal handlers): the same exit code and lines, no interpreter start."""
+    out, err = io.StringIO(), io.StringIO()
+    before = Path.cwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = importlib.import_module(PROGRAMS[program]).run([str(a) for a in args])
+    finally:
+        os.chdir(before)
+    return Ran(code, out.getvalue(), err.getvalue())
+
+
+def says(result: subprocess.CompletedProcess | Ran, message: str, code: int | None = 2, program: str = "emocam",
+         alone: bool = False) -> None:
+    """The run ended with ``code`` (None: any but 0) and one error line containing ``message``, and no traceback;
+    with ``alone``, that line is all it printed on stderr."""
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith(f"{program}: error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    if alone:
+        assert len(lines) == 1, result.stderr
+    assert result.returncode != 0 if code is None else result.returncode == code, result.stderr
+
+
+SAMPLE = Path(__file__).parents[1] / "samples" / "single_face.mp4"  # 72 frames, one face
+
+
+def digest(path: Path) -> str:
+    """The sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def csv_rows(path: Path) -> list[list[str]]:
+    """The rows of a CSV file, asserting that every one is whole (as many cells as the header)."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows and all(len(r) == len(rows[0]) for r in rows), f"{path} has a cut row"
+    return rows
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Partial files left in a folder."""
+    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+
+
+@contextmanager
+def tmpfs(folder: Path, size: str = "64k", read_only: bool = False,
+          files: dict[str, bytes] | None = None) -> Iterator[Path]:
+    """A small tmpfs mounted at ``folder`` holding ``files``, read-only if asked; skips where mounting is refused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        for name, data in (files or {}).items():
+            (folder / name).write_bytes(data)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
 @pytest.fixture(scope="session")
 def live_clip(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample's faces as a 2 s H.264 clip, 320x180 at 30 fps with a key frame every half second, for a loopback
     live stream (stream_lag.LoopServer)."""
     return stream_lag.make_clip(tmp_path_factory.mktemp("stream") / "live.mp4", 320, 180, 30, 2.0, 15, source=clip)
+

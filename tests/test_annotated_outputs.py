@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 import emocam
-from conftest import emocam as run_emocam
+from conftest import run_here, says
 
 
-def test_the_annotated_video_is_h264_that_browsers_play(clip: Path, tiny_model: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture) -> None:
+def test_the_annotated_video_is_h264_that_browsers_play(clip: Path, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "a.mp4"
-    code, _, err = run_emocam(capsys, "--video", clip, "--model", tiny_model, "--no-display", "--out", out)
-    assert code == 0, err
+    ran = run_here("emocam", "--video", clip, "--model", tiny_model, "--no-display", "--out", out)
+    assert ran.returncode == 0, ran.stderr
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
@@ -28,8 +27,7 @@ def test_the_annotated_video_is_h264_that_browsers_play(clip: Path, tiny_model: 
     assert out.stat().st_size < 1.5 * clip.stat().st_size
 
 
-def test_a_frame_of_odd_size_is_padded_to_even(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-                                               shared: Path) -> None:
+def test_a_frame_of_odd_size_is_padded_to_even(tiny_model: Path, tmp_path: Path, shared: Path) -> None:
     odd = tmp_path / "odd.avi"
     image = cv2.resize(cv2.imread(str(shared / "images" / "single_face.jpg")), (321, 181))
     with av.open(str(odd), "w") as container:  # lossless FFV1 keeps the odd size (OpenCV's writers round it down)
@@ -38,9 +36,8 @@ def test_a_frame_of_odd_size_is_padded_to_even(tiny_model: Path, tmp_path: Path,
         for _ in range(5):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
         container.mux(stream.encode(None))
-    code, _, err = run_emocam(capsys, "--video", odd, "--model", tiny_model, "--no-display",
-                              "--out", tmp_path / "o.mp4")
-    assert code == 0, err
+    ran = run_here("emocam", "--video", odd, "--model", tiny_model, "--no-display", "--out", tmp_path / "o.mp4")
+    assert ran.returncode == 0, ran.stderr
     with av.open(str(tmp_path / "o.mp4")) as container:
         frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
     assert len(frames) == 5 and frames[0].shape == (182, 322, 3)
@@ -69,12 +66,12 @@ def test_nothing_about_the_machine_goes_into_the_video(clip: Path, tiny_model: P
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])
 def test_an_image_gives_an_annotated_image_of_the_same_size(shared: Path, tiny_model: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture, suffix: str) -> None:
+                                                            suffix: str) -> None:
     photo = shared / "images" / "multi_face.jpg"
     out = tmp_path / f"annotated{suffix}"
-    code, _, err = run_emocam(capsys, "--video", photo, "--model", tiny_model, "--detector", "full", "--no-display",
-                           "--out", out)
-    assert code == 0, err
+    ran = run_here("emocam", "--video", photo, "--model", tiny_model, "--detector", "full", "--no-display",
+                   "--out", out)
+    assert ran.returncode == 0, ran.stderr
     original, annotated = cv2.imread(str(photo)), cv2.imread(str(out))
     assert annotated is not None and annotated.shape == original.shape
     changed = np.abs(annotated.astype(int) - original.astype(int)).max(axis=2) > 60
@@ -82,9 +79,10 @@ def test_an_image_gives_an_annotated_image_of_the_same_size(shared: Path, tiny_m
     assert not list(tmp_path.glob("*partial*"))
 
 
-def test_an_image_output_for_a_video_is_refused(clip: Path, tiny_model: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture) -> None:
-    code, _, err = run_emocam(capsys, "--video", clip, "--model", tiny_model, "--no-display", "--out", tmp_path / "x.jpg")
-    assert code == 2 and "is an image" in err and not (tmp_path / "x.jpg").exists()
-    code, _, err = run_emocam(capsys, "--video", clip, "--model", tiny_model, "--no-display", "--out", tmp_path / "x.txt")
-    assert code == 2 and ".mp4" in err and ".jpg" in err
+def test_an_image_output_for_a_video_is_refused(clip: Path, tiny_model: Path, tmp_path: Path) -> None:
+    ran = run_here("emocam", "--video", clip, "--model", tiny_model, "--no-display", "--out", tmp_path / "x.jpg")
+    says(ran, "is an image")
+    assert not (tmp_path / "x.jpg").exists()
+    ran = run_here("emocam", "--video", clip, "--model", tiny_model, "--no-display", "--out", tmp_path / "x.txt")
+    says(ran, ".mp4")
+    assert ".jpg" in ran.stderr

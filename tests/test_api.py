@@ -25,6 +25,7 @@ def run(*args: object, cwd: Path | None = None, timeout: float = 180) -> subproc
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_the_readme_python_examples_run(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert blocks, "the README has no Python example"
@@ -35,6 +36,7 @@ def test_the_readme_python_examples_run(tmp_path: Path) -> None:
     assert "face_id" in result.stdout  # the table printed by the last example
 
 
+@pytest.mark.slow
 def test_a_turned_face_brings_no_mediapipe_log_line(tiny_model: Path, shared: Path) -> None:
     # The first face Face Mesh finds makes mediapipe log a line on stderr; the warm-up, which runs silenced, takes it.
     code = "import sys, emocam; print(list(emocam.Recognizer(sys.argv[1])(sys.argv[2]).landmarks))"
@@ -66,6 +68,7 @@ def test_stream_gives_every_frame_in_order_tracked_and_smoothed(rec: emocam.Reco
     assert [f.index for f, _ in rec.stream(clip, max_frames=5)] == list(range(5))  # a new stream starts afresh
 
 
+@pytest.mark.slow
 def test_analyze_equals_the_csv_of_the_command(rec: emocam.Recognizer, clip: Path, tmp_path: Path) -> None:
     result = run("-m", "emocam.cli", "--video", clip, "--model", rec.options.model, "--backend", "onnxruntime",
                  "--no-display", "--csv", tmp_path / "f.csv")
@@ -117,6 +120,7 @@ def read_csv_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_every_frame_adds_a_row_for_each_frame_without_a_face(tiny_model: Path, shared: Path, tmp_path: Path) -> None:
     video = shared / "videos" / "no_face.mp4"
     for flag, name in (((), "plain"), (("--every-frame",), "every")):
@@ -131,6 +135,7 @@ def test_every_frame_adds_a_row_for_each_frame_without_a_face(tiny_model: Path, 
     assert float(rows[1]["timestamp_s"]) == pytest.approx(lines[1]["timestamp_s"]) and lines[1]["timestamp_s"] > 0
 
 
+@pytest.mark.slow
 def test_jsonl_on_stdout_is_read_live_and_everything_else_goes_to_stderr(tiny_model: Path, shared: Path,
                                                                          tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "emocam.cli", "--video", shared / "videos" / "WolfgangLanger_Pexels.mp4",
@@ -153,6 +158,7 @@ def test_jsonl_on_stdout_is_read_live_and_everything_else_goes_to_stderr(tiny_mo
     assert "face(s)" in stderr  # the summary table went to stderr
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_ends_the_run_quietly(tiny_model: Path, clip: Path) -> None:
     cmd = [sys.executable, "-m", "emocam.cli", "--video", str(clip), "--model", str(tiny_model), "--backend",
            "onnxruntime", "--no-display", "--jsonl", "-"]
@@ -160,6 +166,7 @@ def test_a_reader_that_goes_away_ends_the_run_quietly(tiny_model: Path, clip: Pa
     assert len(result.stdout.splitlines()) == 2 and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_images_are_first_class_inputs(tiny_model: Path, clip: Path, tmp_path: Path) -> None:
     cap = cv2.VideoCapture(str(clip))
     image = cap.read()[1]

@@ -92,6 +92,7 @@ def reference(model: Path, faces: np.ndarray) -> np.ndarray:
     return backend.predict(to_tensor(faces, backend.contract.pre))
 
 
+@pytest.mark.slow
 def test_reference_is_a_confident_spread_of_probabilities(reference: np.ndarray) -> None:
     assert reference.shape == (70, len(CLASSES))
     np.testing.assert_allclose(reference.sum(axis=1), 1.0, atol=1e-5)
@@ -108,6 +109,7 @@ def _open(spec: str, model: Path):
     return open_backend(model, runtime, device=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec, tolerance", [
     ("torch:cpu-fp32", FP32), ("torch:cuda-fp32", FP32), ("torch:cuda-fp16", FP16),
     ("onnxruntime-cuda", FP32), ("onnxruntime-tensorrt", FP16), ("tensorrt:fp32", FP32), ("tensorrt:fp16", FP16)])
@@ -126,6 +128,7 @@ def test_backend_matches_onnxruntime_cpu(spec: str, tolerance: float, model: Pat
         assert diff <= tolerance, f"{backend.name} differs from onnxruntime on CPU by {diff:.2e} with {n} faces"
 
 
+@pytest.mark.slow
 def test_fp16_onnx_for_tensorrt_keeps_float32_io_and_the_answers(model: Path, faces: np.ndarray,
                                                                  reference: np.ndarray, tmp_path: Path) -> None:
     from emocam.backends.tensorrt_engine import fp16_onnx
@@ -138,6 +141,7 @@ def test_fp16_onnx_for_tensorrt_keeps_float32_io_and_the_answers(model: Path, fa
     assert float(np.abs(got - reference).max()) <= FP16
 
 
+@pytest.mark.slow
 def test_mirror_export_averages_each_face_with_its_mirror_image(checkpoint: Path, faces: np.ndarray,
                                                                tmp_path: Path) -> None:
     from emocam.train.export import export_program
@@ -155,6 +159,7 @@ def test_mirror_export_averages_each_face_with_its_mirror_image(checkpoint: Path
     np.testing.assert_allclose(program.predict(x), got, atol=FP32)
 
 
+@pytest.mark.slow
 def test_ensemble_export_averages_its_networks_each_in_its_own_normalisation(checkpoint: Path, faces: np.ndarray,
                                                                               tmp_path: Path) -> None:
     from emocam.train.export import export_program
@@ -206,6 +211,7 @@ def test_auto_picks_a_backend_that_runs_and_cpu_means_onnxruntime(model: Path, f
     assert float(np.abs(got - reference).max()) <= FP16
 
 
+@pytest.mark.slow
 def test_torch_program_carries_the_contract_and_refuses_another_onnx(model: Path, tmp_path: Path) -> None:
     backend = open_torch(model, "cpu")
     assert backend.contract == read_contract(model)

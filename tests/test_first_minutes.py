@@ -9,12 +9,12 @@ from importlib import metadata
 
 import pytest
 
-from emocam import cli
+from conftest import run_here, says
 
 
-def test_version(capsys: pytest.CaptureFixture) -> None:
-    assert cli.run(["--version"]) == 0
-    assert capsys.readouterr().out == f"emocam {metadata.version('emocam')}\n"
+def test_version() -> None:
+    ran = run_here("emocam", "--version")
+    assert ran.returncode == 0 and ran.stdout == f"emocam {metadata.version('emocam')}\n"
 
 
 # emotrain as it runs where the training extra is not installed: importing torch fails.
@@ -31,6 +31,5 @@ main()
 @pytest.mark.parametrize("args", [("evaluate", "model.onnx", "--folder", "faces"), ("cascade", "--fer", "fer.csv")])
 def test_emotrain_without_the_training_extra_says_what_to_install(args: tuple[str, ...]) -> None:
     result = subprocess.run([sys.executable, "-c", WITHOUT_TRAIN, *args], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "emotrain: error: torch is not installed; pip install 'emocam[train]' (or make setup-train in a checkout)"]
+    says(result, "torch is not installed; pip install 'emocam[train]' (or make setup-train in a checkout)",
+         program="emotrain", alone=True)

@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 
 
+@pytest.mark.slow
 def test_a_non_editable_install_puts_only_emocam_at_the_top_with_its_model(tmp_path: Path) -> None:
     # Built from a copy, so that nothing is written into the working tree, and run from elsewhere, so that the
     # repository's own folders cannot be what gets imported.
@@ -60,10 +63,11 @@ def test_the_live_side_never_imports_train() -> None:
 
 def test_options_shared_by_commands_are_declared_once() -> None:
     live, train = (ROOT / "realtime" / "cli.py").read_text(), (ROOT / "train" / "cli.py").read_text()
-    for option in ("--model", "--backend", "--device", "--batch-frames", "--detector", "--min-score", "--tau",
-                   "--hysteresis", "--every-frame"):
+    for option in ("--model", "--backend", "--device", "--batch-frames", "--reading", "--detector", "--min-score",
+                   "--tau", "--hysteresis", "--every-frame"):
         assert live.count(f'typer.Option("{option}"') == 1, f"{option} is not declared exactly once"
     assert "backend: BackendOpt" in train and "--backend" not in train  # emotrain evaluate takes emocam's
+    assert "reading: ReadingOpt" in train and "--reading" not in train
 
 
 # Where each import name's files live.

@@ -6,8 +6,6 @@ import gzip
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,13 +14,15 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the training extra is not installed")
 
+from conftest import run_here  # noqa: E402
 from emocam.align import to_tensor  # noqa: E402
 from emocam.train import data as D  # noqa: E402
 from emocam.train import models  # noqa: E402
 from emocam.train import targets as T  # noqa: E402
 from emocam.train.augment import augment, footage_like  # noqa: E402
 from emocam.train.export import export_onnx, load_checkpoint  # noqa: E402
-from emocam.train.fit import StageConfig, _initial_model, cascade, run_stage, to_input  # noqa: E402
+from emocam.train.config import StageConfig  # noqa: E402
+from emocam.train.fit import _initial_model, cascade, run_stage, to_input  # noqa: E402
 from emocam.train.models import WeightsError, build_model, imagenet_state_dict  # noqa: E402
 
 
@@ -83,6 +83,7 @@ def test_ferplus_votes_line_up_with_fer(fer_csv, shared):
     assert (votes[voted].argmax(1) == labels[voted]).mean() > 0.6
 
 
+@pytest.mark.slow
 def test_ferplus_targets_soft_or_majority(fer_csv, shared, pre48):
     ferplus = shared / "ferplus" / "fer2013new.csv"
     _, labels, usage = D.read_fer_csv(fer_csv)
@@ -115,6 +116,7 @@ def test_imagenet_weights_and_gray_first_conv(arch, stem):
     assert torch.allclose(conv(gray), rgb_model.get_submodule(stem)(gray.repeat(1, 3, 1, 1)), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mobilenet_v2", "efficientnet_lite0"])
 def test_doubled_network_is_the_plain_one_on_twice_the_side(arch):
     plain = build_model(arch, 7, channels=1, init="imagenet").eval()
@@ -145,6 +147,7 @@ def test_missing_imagenet_weights_is_an_error_not_random_init(tmp_path, monkeypa
         build_model("mobilenet_v2", 7, init="imagenet", weights=tmp_path / "none.pth")
 
 
+@pytest.mark.slow
 def test_tiny_cascade_stage2_starts_from_stage1(fer_csv, small_target, tmp_path):
     common = dict(fer=fer_csv, target=small_target, epochs=1, batch=32, lr=0.01, threads=2, limit=256)
     s1 = StageConfig(out=tmp_path / "s1", data="fer32", **common)
@@ -171,12 +174,14 @@ def test_train_and_live_preprocessing_are_identical(small_target, fer_csv, pre48
     """From the same raw image, the training data path and the live pipeline give the model the same input."""
     from emocam import Recognizer
     from emocam.detect import enlarge
+    from emocam.reading import READINGS
     from emocam.train.framing import live_crops
 
     faces, report = T.load_target(small_target / "val", pre48)
     files = [f for f in sorted((small_target / "val").glob("*/*.jpg"))
              if str(f.relative_to(small_target / "val")) not in report.no_face]
-    with Recognizer(tiny_model, detector="both", min_score=T.TARGET_MIN_SCORE) as live:
+    stills = READINGS[T.TARGET_READING]  # its range and score; these frames are large enough not to be enlarged
+    with Recognizer(tiny_model, detector=stills.detector, min_score=stills.min_score) as live:
         for i in (0, 1):  # a wild photo, as a target image and as a frame
             seen = live(str(files[i]))
             k = int(np.argmax(seen.boxes[:, 2] * seen.boxes[:, 3]))
@@ -184,16 +189,13 @@ def test_train_and_live_preprocessing_are_identical(small_target, fer_csv, pre48
             assert seen.passed[k] == faces.passed[i]
     # A FER-2013 face re-cropped like a live face (--fer-framing live) and the same face enlarged as a frame.
     fer_face = D.read_fer_csv(fer_csv)[0][:1]
-    with Recognizer(tiny_model, detector="short", min_score=0.5) as live:
+    fer = READINGS["fer"]
+    with Recognizer(tiny_model, detector=fer.detector, min_score=fer.min_score) as live:
         seen = live(enlarge(fer_face[0]))
     k = int(np.argmax(seen.scores))
     assert np.array_equal(seen.crops[k], live_crops(fer_face, pre48)[0])
     x = to_input(faces.images[:1], pre48, torch.device("cpu")).numpy()
     assert np.array_equal(x, to_tensor(faces.images[:1], pre48))
-
-
-def _emotrain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emocam.train.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("case", ["missing", "columns", "class_folder"])
@@ -210,7 +212,7 @@ def test_data_errors_name_the_file(case, tmp_path, small_target):
         shutil.copytree(small_target, root)
         (root / "train" / "joy").mkdir()
         args, expected = ["single", "--target", str(root)], "unknown class folder(s) joy"
-    result = _emotrain(*args, "--out", str(tmp_path / "run"), "--epochs", "1")
+    result = run_here("emotrain", *args, "--out", str(tmp_path / "run"), "--epochs", "1")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("emotrain: error: ")
     assert expected in result.stderr
@@ -238,6 +240,7 @@ def test_paper_architectures_take_gray_faces(arch):
         assert model(torch.zeros(2, 1, 224, 224)).shape == (2, 7)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_an_uninterrupted_one(fer_csv, tmp_path):
     common = dict(data="fer28", fer=fer_csv, limit=128, batch=32, lr=0.01, threads=2)
     run_stage(StageConfig(out=tmp_path / "cut", epochs=1, **common))
@@ -251,6 +254,7 @@ def test_resumed_run_equals_an_uninterrupted_one(fer_csv, tmp_path):
         assert torch.equal(cut["model"][name], value), name
 
 
+@pytest.mark.slow
 def test_distill_changes_what_the_rehearsed_faces_are_taught(small_fer, small_target, tmp_path):
     common = dict(data="target", target=small_target, fer=small_fer, rehearse=64, limit=128, epochs=1, batch=32,
                   lr=0.01, threads=2)
@@ -321,16 +325,17 @@ def test_rehearsal_brings_fer_faces_into_the_target_stage(fer_csv, small_target,
     assert set(mixed.tests) == {"fer2013/PrivateTest", f"{small_target.name}/val"}
 
 
+@pytest.mark.slow
 def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     """--arch, --init (whose architecture the next stage takes by default), --target (twice), --footage, --carve,
     --fer-framing, --rehearse, --distill and --ferplus, as the checkpoint records them."""
-    first = _emotrain("fer", "--fer", str(fer_csv), "--variant", "fer28", "--limit", "64", "--epochs", "1",
+    first = run_here("emotrain", "fer", "--fer", str(fer_csv), "--variant", "fer28", "--limit", "64", "--epochs", "1",
                       "--batch", "32", "--arch", "mobilenet_v2_x2", "--out", str(tmp_path / "s1"))
     assert first.returncode == 0, first.stderr
     second = small_target.parent / "second"
     if not second.exists():
         shutil.copytree(small_target, second)
-    result = _emotrain("single", "--init", str(tmp_path / "s1" / "best.pt"), "--target", str(small_target),
+    result = run_here("emotrain", "single", "--init", str(tmp_path / "s1" / "best.pt"), "--target", str(small_target),
                        "--target", str(second), "--fer", str(fer_csv), "--rehearse", "16", "--distill", "0.5",
                        "--footage", "0.25", "--carve", "0.3", "--fer-framing", "own",
                        "--ferplus", str(shared / "ferplus" / "fer2013new.csv"), "--ferplus-majority",
@@ -346,21 +351,21 @@ def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     assert ckpt["origin"]["init"] == str(tmp_path / "s1" / "best.pt")
     report = json.loads((tmp_path / "s2" / "report.json").read_text())
     assert {f"{small_target.name}/val", "second/val", "fer2013/PrivateTest"} == set(report["tests"])
-    bad = _emotrain("single", "--target", str(small_target), "--fer-framing", "cropped", "--out", str(tmp_path / "x"))
+    bad = run_here("emotrain", "single", "--target", str(small_target), "--fer-framing", "cropped", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "choose one of own, live" in bad.stderr
-    bad = _emotrain("single", "--target", str(small_target), "--init", str(tmp_path / "s1" / "best.pt"), "--arch",
+    bad = run_here("emotrain", "single", "--target", str(small_target), "--init", str(tmp_path / "s1" / "best.pt"), "--arch",
                     "efficientnet_lite0", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "mobilenet_v2_x2 weights do not fit --arch efficientnet_lite0" in bad.stderr
     assert not (tmp_path / "x").exists()
     (tmp_path / "notes.txt").write_text("not a checkpoint")
-    bad = _emotrain("single", "--target", str(small_target), "--init", str(tmp_path / "notes.txt"), "--out",
+    bad = run_here("emotrain", "single", "--target", str(small_target), "--init", str(tmp_path / "notes.txt"), "--out",
                     str(tmp_path / "x"))
     assert bad.returncode == 2 and "notes.txt is not an emotrain checkpoint" in bad.stderr
 
 
 def test_measure_writes_fer_framing_pose_range_and_constants(fer_csv, tmp_path):
     out = tmp_path / "framing.json"
-    result = _emotrain("measure", "--fer", str(fer_csv), "--faces", "40", "--seed", "3", "--out", str(out))
+    result = run_here("emotrain", "measure", "--fer", str(fer_csv), "--faces", "40", "--seed", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["faces"] == 40 and report["seed"] == 3 and 30 <= report["found"] <= 40

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from emocam.cli import BackendOpt  # the option as emocam declares it: one declaration for both commands
+from emocam.backends import MAX_BATCH, OPT_BATCH
+# Declared once, for both commands.
+from emocam.cli import EXIT_SIGNALLED, EXIT_USER_ERROR, BackendOpt, ReadingOpt
+from emocam.extras import missing, optional
+
+from .config import PRESETS, StageConfig
+from .targets import TARGET_READING
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Train emocam's model: ImageNet -> FER-2013 -> target set (Ng et al., ICMI 2015).")
@@ -50,7 +58,8 @@ Threads = Annotated[Optional[int], typer.Option(help="CPU threads for torch")]
 Export = Annotated[bool, typer.Option(help="export the final model to ONNX (and a TensorRT engine where present)")]
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
+    """Tell the user what went wrong in one line and exit with ``code``."""
     print(f"emotrain: error: {message}", file=sys.stderr)
     raise typer.Exit(code)
 
@@ -64,11 +73,10 @@ def _writable(*paths: Path) -> None:
         can_write(path)
 
 
-def _stage(**kw):
-    """A stage's config; a value it refuses (an unknown framing, a share out of range) is a one-line error."""
-    from .fit import StageConfig
-
-    return _run(lambda: StageConfig(**kw))
+def _stage(preset: StageConfig, **kw) -> StageConfig:
+    """``preset`` with the options given (``arch`` None: the --init checkpoint's); a value it refuses (an unknown
+    framing, a share out of range) is a one-line error."""
+    return _run(lambda: replace(preset, **kw))
 
 
 def _run(action):
@@ -78,15 +86,17 @@ def _run(action):
     from emocam.backends import BackendError
     from emocam.contract import ModelError
     from emocam.outputs import SinkError
+    from emocam.sources import SourceError
 
     try:
         return action()
-    except (DataError, WeightsError, ModelError, BackendError, SinkError, ValueError) as e:
+    except (DataError, WeightsError, ModelError, BackendError, SinkError, SourceError, ValueError) as e:
         fail(str(e))
     except OSError as e:  # a file that vanished or a folder that cannot be written: name it, not "[Errno 2]"
         fail(f"{e.filename}: {e.strerror}" if e.filename else str(e))
     except KeyboardInterrupt:
-        fail("interrupted; rerun with --resume to continue from the last checkpoint", 130)
+        fail("interrupted; rerun with --resume to continue from the last checkpoint",
+             EXIT_SIGNALLED + signal.SIGINT)
 
 
 def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, mirror: bool = False) -> None:
@@ -117,22 +127,30 @@ def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, m
         print(f"no TensorRT engine built: {str(e).splitlines()[0]}")
 
 
+# Every stage option's default is its preset's: one declaration, in train/config.py.
+STAGE1, STAGE2 = PRESETS["cascade-stage1"], PRESETS["cascade-stage2"]
+SINGLE, COMBINED, FER = PRESETS["single"], PRESETS["combined"], PRESETS["fer"]
+
+
 @app.command()
-def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
-            out: Out = Path("runs/cascade"), arch: Arch = None, size: Size = None, weights: Weights = None,
-            epochs1: Epochs = 20, lr1: Lr = 1e-3, epochs2: Epochs = 20, lr2: Lr = 1e-3, step: Step = 10,
-            batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
-            erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
-            rehearse: Rehearse = 0, distill: Distill = 0.0, limit: Limit = None, seed: Seed = 0, resume: Resume = False,
-            device: Device = "auto", threads: Threads = None, export: Export = True) -> None:
+def cascade(fer: Fer = STAGE1.fer, target: Target = None, ferplus: FerPlus = STAGE1.ferplus,
+            ferplus_majority: Majority = STAGE1.ferplus_majority, out: Out = STAGE1.out.parent, arch: Arch = None,
+            size: Size = STAGE1.size, weights: Weights = STAGE1.weights, epochs1: Epochs = STAGE1.epochs,
+            lr1: Lr = STAGE1.lr, epochs2: Epochs = STAGE2.epochs, lr2: Lr = STAGE2.lr, step: Step = STAGE1.step,
+            batch: Batch = STAGE1.batch, momentum: Momentum = STAGE1.momentum,
+            weight_decay: Decay = STAGE1.weight_decay, balance: Balance = STAGE1.balance, erase: Erase = STAGE1.erase,
+            footage: Footage = STAGE1.footage, carve: Carve = STAGE1.carve, fer_framing: FerFraming = STAGE1.fer_framing,
+            rehearse: Rehearse = STAGE2.rehearse, distill: Distill = STAGE2.distill, limit: Limit = STAGE1.limit,
+            seed: Seed = STAGE1.seed, resume: Resume = False, device: Device = STAGE1.device,
+            threads: Threads = STAGE1.threads, export: Export = True) -> None:
     """The cascade: ImageNet -> FER-2013 (FER32) -> target sets, then export."""
     common = dict(arch=arch, size=size, batch=batch, momentum=momentum, weight_decay=weight_decay, step=step,
                   balance=balance, erase=erase, footage=footage, carve=carve, fer_framing=fer_framing, seed=seed,
                   device=device, threads=threads, fer=fer, target=tuple(target or ()))
-    s1 = _stage(out=out / "stage1", data="fer32", ferplus=ferplus, ferplus_majority=ferplus_majority, init="imagenet",
+    s1 = _stage(STAGE1, out=out / STAGE1.out.name, ferplus=ferplus, ferplus_majority=ferplus_majority,
                 weights=weights, epochs=epochs1, lr=lr1, limit=limit, **common)
-    s2 = _stage(out=out / "stage2", data="target", init="stage1", epochs=epochs2, lr=lr2, select="acc",
-                rehearse=rehearse, distill=distill, **common)
+    s2 = _stage(STAGE2, out=out / STAGE2.out.name, epochs=epochs2, lr=lr2, rehearse=rehearse, distill=distill,
+                **common)
     from .fit import cascade as run_cascade
 
     for folder in target or ():  # stage 2 reads them: say so before stage 1 makes its folder
@@ -144,17 +162,20 @@ def cascade(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fer
 
 
 @app.command()
-def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = None, size: Size = None,
-           weights: Weights = None, init: Init = "imagenet", epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10,
-           batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
-           erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
-           rehearse: Rehearse = 0, distill: Distill = 0.0, seed: Seed = 0, resume: Resume = False,
-           device: Device = "auto", threads: Threads = None, fer: Fer = None, ferplus: FerPlus = None,
-           ferplus_majority: Majority = False, export: Export = False) -> None:
+def single(target: Target = None, out: Out = SINGLE.out, arch: Arch = None, size: Size = SINGLE.size,
+           weights: Weights = SINGLE.weights, init: Init = SINGLE.init, epochs: Epochs = SINGLE.epochs,
+           lr: Lr = SINGLE.lr, step: Step = SINGLE.step, batch: Batch = SINGLE.batch,
+           momentum: Momentum = SINGLE.momentum, weight_decay: Decay = SINGLE.weight_decay,
+           balance: Balance = SINGLE.balance, erase: Erase = SINGLE.erase, footage: Footage = SINGLE.footage,
+           carve: Carve = SINGLE.carve, fer_framing: FerFraming = SINGLE.fer_framing,
+           rehearse: Rehearse = SINGLE.rehearse, distill: Distill = SINGLE.distill, seed: Seed = SINGLE.seed,
+           resume: Resume = False, device: Device = SINGLE.device, threads: Threads = SINGLE.threads,
+           fer: Fer = SINGLE.fer, ferplus: FerPlus = SINGLE.ferplus, ferplus_majority: Majority = SINGLE.ferplus_majority,
+           export: Export = False) -> None:
     """One stage on the target sets: from ImageNet (the paper's single scheme), or with --init from an earlier
     stage's checkpoint (the cascade's stage 2 alone); with --fer it is also scored on FER-2013 PrivateTest, and
     the faces --rehearse draws take FER+'s labels with --ferplus."""
-    cfg = _stage(out=out, data="target", target=tuple(target or ()), fer=fer, ferplus=ferplus,
+    cfg = _stage(SINGLE, out=out, target=tuple(target or ()), fer=fer, ferplus=ferplus,
                  ferplus_majority=ferplus_majority, arch=arch, size=size, init=init,
                  weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
                  weight_decay=weight_decay, balance=balance, erase=erase, footage=footage, carve=carve,
@@ -167,17 +188,21 @@ def single(target: Target = None, out: Out = Path("runs/single"), arch: Arch = N
 
 
 @app.command()
-def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, ferplus_majority: Majority = False,
-             out: Out = Path("runs/combined"), arch: Arch = None, size: Size = None, weights: Weights = None,
-             epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10, batch: Batch = 64, momentum: Momentum = 0.9,
-             weight_decay: Decay = 5e-4, balance: Balance = False, erase: Erase = 0.0, footage: Footage = 0.0,
-             carve: Carve = 0.15, fer_framing: FerFraming = "own", limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None,
-             export: Export = False) -> None:
+def combined(fer: Fer = COMBINED.fer, target: Target = None, ferplus: FerPlus = COMBINED.ferplus,
+             ferplus_majority: Majority = COMBINED.ferplus_majority, out: Out = COMBINED.out, arch: Arch = None,
+             size: Size = COMBINED.size, weights: Weights = COMBINED.weights, epochs: Epochs = COMBINED.epochs,
+             lr: Lr = COMBINED.lr, step: Step = COMBINED.step, batch: Batch = COMBINED.batch,
+             momentum: Momentum = COMBINED.momentum, weight_decay: Decay = COMBINED.weight_decay,
+             balance: Balance = COMBINED.balance, erase: Erase = COMBINED.erase, footage: Footage = COMBINED.footage,
+             carve: Carve = COMBINED.carve, fer_framing: FerFraming = COMBINED.fer_framing,
+             limit: Limit = COMBINED.limit, seed: Seed = COMBINED.seed, resume: Resume = False,
+             device: Device = COMBINED.device, threads: Threads = COMBINED.threads, export: Export = False) -> None:
     """ImageNet -> FER32 and the target set's train split together, in one stage."""
-    cfg = _stage(out=out, data="combined", fer=fer, target=tuple(target or ()), ferplus=ferplus,
-                 ferplus_majority=ferplus_majority, arch=arch, size=size, init="imagenet", weights=weights, epochs=epochs, lr=lr, step=step, batch=batch,
-                 momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed,
-                 device=device, threads=threads, footage=footage, carve=carve, fer_framing=fer_framing)
+    cfg = _stage(COMBINED, out=out, fer=fer, target=tuple(target or ()), ferplus=ferplus,
+                 ferplus_majority=ferplus_majority, arch=arch, size=size, weights=weights, epochs=epochs, lr=lr,
+                 step=step, batch=batch, momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase,
+                 limit=limit, seed=seed, device=device, threads=threads, footage=footage, carve=carve,
+                 fer_framing=fer_framing)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))
@@ -186,17 +211,20 @@ def combined(fer: Fer = None, target: Target = None, ferplus: FerPlus = None, fe
 
 
 @app.command()
-def fer(fer: Fer = None, ferplus: FerPlus = None, ferplus_majority: Majority = False, target: Target = None,
-        out: Out = Path("runs/fer"), variant: str = "fer32", arch: Arch = None, size: Size = None,
-        weights: Weights = None, init: Init = "imagenet", epochs: Epochs = 20, lr: Lr = 1e-3, step: Step = 10,
-        batch: Batch = 64, momentum: Momentum = 0.9, weight_decay: Decay = 5e-4, balance: Balance = False,
-        erase: Erase = 0.0, footage: Footage = 0.0, carve: Carve = 0.15, fer_framing: FerFraming = "own",
-        limit: Limit = None, seed: Seed = 0, resume: Resume = False, device: Device = "auto", threads: Threads = None, export: Export = False) -> None:
+def fer(fer: Fer = FER.fer, ferplus: FerPlus = FER.ferplus, ferplus_majority: Majority = FER.ferplus_majority,
+        target: Target = None, out: Out = FER.out, variant: str = FER.data, arch: Arch = None, size: Size = FER.size,
+        weights: Weights = FER.weights, init: Init = FER.init, epochs: Epochs = FER.epochs, lr: Lr = FER.lr,
+        step: Step = FER.step, batch: Batch = FER.batch, momentum: Momentum = FER.momentum,
+        weight_decay: Decay = FER.weight_decay, balance: Balance = FER.balance, erase: Erase = FER.erase,
+        footage: Footage = FER.footage, carve: Carve = FER.carve, fer_framing: FerFraming = FER.fer_framing,
+        limit: Limit = FER.limit, seed: Seed = FER.seed, resume: Resume = False, device: Device = FER.device,
+        threads: Threads = FER.threads, export: Export = False) -> None:
     """FER-2013 only (FER28 or FER32), from ImageNet or a checkpoint; with --target also scored on the target set."""
-    cfg = _stage(out=out, data=variant, fer=fer, ferplus=ferplus, ferplus_majority=ferplus_majority,
-                 target=tuple(target or ()), arch=arch, size=size, init=init, weights=weights, epochs=epochs, lr=lr, step=step, batch=batch,
-                 momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase, limit=limit, seed=seed,
-                 device=device, threads=threads, footage=footage, carve=carve, fer_framing=fer_framing)
+    cfg = _stage(FER, out=out, data=variant, fer=fer, ferplus=ferplus, ferplus_majority=ferplus_majority,
+                 target=tuple(target or ()), arch=arch, size=size, init=init, weights=weights, epochs=epochs, lr=lr,
+                 step=step, batch=batch, momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase,
+                 limit=limit, seed=seed, device=device, threads=threads, footage=footage, carve=carve,
+                 fer_framing=fer_framing)
     from .fit import run_stage
 
     best = _run(lambda: run_stage(cfg, resume))
@@ -209,15 +237,20 @@ def evaluate(model: Annotated[Path, typer.Argument(help="exported ONNX model")],
              fer: Fer = None, split: Annotated[str, typer.Option(help="FER-2013 split")] = "PrivateTest",
              folder: Annotated[Optional[Path], typer.Option(help="labelled image folder <class>/*")] = None,
              out: Annotated[Optional[Path], typer.Option(help="write OUT.json and the confusion matrix OUT.png")] = None,
-             backend: BackendOpt = "onnxruntime") -> None:
+             backend: BackendOpt = "onnxruntime", reading: ReadingOpt = TARGET_READING) -> None:
     """Accuracy, mean per-class recall, per-class recall and confusion matrix on a FER-2013 split or a folder."""
+    from emocam.reading import resolve_reading
+
     from .evaluate import evaluate_model, load_for, result_files, write_result
 
+    face_reading = _run(lambda: resolve_reading(reading))
     if out is not None:  # checked before the evaluation, which takes a while
         _run(lambda: _writable(*result_files(out)))
-    result = _run(lambda: evaluate_model(model, load_for(model, fer, split, folder), backend))
-    shown = ("data", "n", "coverage", "gated", "accuracy", "mean_recall", "recall")
-    print(json.dumps({k: result[k] for k in shown}, indent=1))
+    result = _run(lambda: evaluate_model(model, load_for(model, fer, split, folder, face_reading), backend))
+    if folder is not None:  # FER-2013's faces come cropped: no reading applies to them
+        result["reading"] = face_reading.to_dict()
+    shown = ("data", "n", "coverage", "gated", "accuracy", "mean_recall", "recall", "reading")
+    print(json.dumps({k: result[k] for k in shown if k in result}, indent=1))
     if out is not None:
         _run(lambda: write_result(result, out))
 
@@ -263,33 +296,39 @@ def table(results: Annotated[list[Path], typer.Argument(help="evaluate --out JSO
 @app.command()
 def engine(onnx: Annotated[Path, typer.Argument(help="exported ONNX model")],
            out: Annotated[Optional[Path], typer.Option(help="engine file (default: NAME.fp16.engine beside it)")] = None,
-           max_batch: Annotated[int, typer.Option(help="largest batch the engine accepts")] = 64,
+           max_batch: Annotated[int, typer.Option(help="largest batch the engine accepts")] = MAX_BATCH,
            fp32: Annotated[bool, typer.Option("--fp32", help="build in fp32 instead of fp16")] = False) -> None:
     """A TensorRT engine for this GPU, with a JSON sidecar of the TensorRT version, GPU, profile and ONNX it fits."""
     from emocam.backends import build_engine
 
-    built = _run(lambda: build_engine(onnx, out, opt_batch=min(8, max_batch), max_batch=max_batch, fp16=not fp32))
+    built = _run(lambda: build_engine(onnx, out, opt_batch=min(OPT_BATCH, max_batch), max_batch=max_batch,
+                                      fp16=not fp32))
     print(f"TensorRT engine {built}")
 
 
-def main() -> None:
-    """Entry point of the ``emotrain`` script: usage errors, too, are one line."""
-    from emocam.extras import missing, optional
-    from emocam.recognizer import quiet_native_stderr
-
-    quiet_native_stderr()
+def run(argv: list[str] | None = None) -> int:
+    """The ``emotrain`` command on ``argv`` (default: the process's arguments) in this process; its exit code. Usage
+    errors, too, are one line."""
     try:
-        code = app(prog_name="emotrain", standalone_mode=False)
+        code = app(args=argv, prog_name="emotrain", standalone_mode=False)
     except typer.TyperException as e:  # bad or missing options and arguments (no arguments: the help, printed)
         if e.format_message():
             print(f"emotrain: error: {e.format_message()}", file=sys.stderr)
-        sys.exit(2)
+        return EXIT_USER_ERROR
     except ModuleNotFoundError as e:  # emocam installed without the training extra (pip install emocam)
         if not optional(e):
             raise
         print(f"emotrain: error: {missing(e.name)} (or make setup-train in a checkout)", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code if isinstance(code, int) else 0)
+        return EXIT_USER_ERROR
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    """Entry point of the ``emotrain`` script: ``run`` with native libraries' log lines dropped."""
+    from emocam.recognizer import quiet_native_stderr
+
+    quiet_native_stderr()
+    sys.exit(run())
 
 
 if __name__ == "__main__":

@@ -11,16 +11,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from emocam.align import Preprocess, prepare_gray
+from emocam.sources import IMAGE_SUFFIXES, read_image
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FER_USAGES = ("Training", "PublicTest", "PrivateTest")
 # FER+ vote columns in FER-2013's class order (contempt, unknown and NF are left out).
 FERPLUS_COLUMNS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 class DataError(Exception):
@@ -240,20 +239,13 @@ def image_files(root: Path) -> list[tuple[int, Path]]:
             for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def read_image_file(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
-    """An image file decoded by OpenCV; DataError naming it where it cannot be read."""
-    image = cv2.imdecode(np.fromfile(path, np.uint8), flags) if path.is_file() else None
-    if image is None:
-        raise DataError(f"unreadable image: {path}")
-    return image
-
-
 def read_fer_folders(root: Path, pre: Preprocess) -> dict[str, FaceSet]:
-    """FER-2013 as image folders (``train/<class>/*.jpg``, ``test/<class>/*.jpg``); faces are used as they are."""
+    """FER-2013 as image folders (``train/<class>/*.jpg``, ``test/<class>/*.jpg``); faces are used as they are
+    (SourceError names an image that cannot be read)."""
     out = {}
     for split in ("train", "test"):
         files = image_files(Path(root) / split)
-        images = np.stack([prepare_gray(read_image_file(f, cv2.IMREAD_GRAYSCALE), pre) for _, f in files])
+        images = np.stack([prepare_gray(read_image(f, gray=True), pre) for _, f in files])
         out[split] = FaceSet(images, np.array([label for label, _ in files], np.int64), f"{Path(root).name}/{split}")
     return out
 

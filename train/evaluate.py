@@ -11,10 +11,11 @@ from emocam.align import to_tensor
 from emocam.backends import open_backend
 from emocam.contract import read_contract
 from emocam.outputs import Staged
+from emocam.reading import FaceReading
 
 from .data import CLASSES, FER_USAGES, DataError, FaceSet, prepare_all, read_fer_csv, read_fer_folders
 from .metrics import scores
-from .targets import describe, load_target
+from .targets import TARGET_READING, describe, load_target
 
 
 def fer_split(fer: Path, split: str, pre) -> FaceSet:
@@ -42,11 +43,13 @@ def evaluate_model(model: Path, faces: FaceSet, backend: str = "onnxruntime", ba
     return {"model": str(model), "data": faces.name, **scores(faces.labels, probs.argmax(1), passed=faces.passed)}
 
 
-def load_for(model: Path, fer: Path | None, split: str, folder: Path | None) -> FaceSet:
-    """The evaluation faces, preprocessed with the model's own contract."""
+def load_for(model: Path, fer: Path | None, split: str, folder: Path | None,
+             reading: str | FaceReading = TARGET_READING) -> FaceSet:
+    """The evaluation faces, preprocessed with the model's own contract; a folder's faces read as ``reading`` says
+    (FER-2013's are already cropped)."""
     pre = read_contract(model).pre
     if folder is not None:
-        faces, report = load_target(folder, pre)
+        faces, report = load_target(folder, pre, reading)
         describe(report, folder)
         return faces
     if fer is None:

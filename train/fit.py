@@ -18,75 +18,11 @@ from emocam.align import Preprocess, to_tensor
 from emocam.contract import ModelContract
 
 from .augment import augment
+from .config import StageConfig
 from .data import CLASSES, FaceSet, fer_sets
 from .metrics import scores
-from .models import build_model, input_preprocess, read_checkpoint
+from .models import build_model, read_checkpoint
 from .targets import describe, load_target
-
-DATA_KINDS = ("fer28", "fer32", "target", "combined")
-# FER-2013's faces as they are ("own"), or re-cropped by the live side's landmarks and crop ("live").
-FER_FRAMINGS = ("own", "live")
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    """Everything that defines one training stage. ``init`` is 'imagenet', 'scratch' or a checkpoint path; ``arch``
-    None is the checkpoint's architecture and input size where ``init`` is one, else MobileNetV2."""
-
-    out: Path
-    data: str = "fer32"
-    fer: Path | None = None
-    target: tuple[Path, ...] = ()
-    carve: float = 0.15
-    fer_framing: str = "own"
-    ferplus: Path | None = None
-    ferplus_majority: bool = False
-    arch: str | None = None
-    size: int | None = None
-    init: str = "imagenet"
-    weights: Path | None = None
-    epochs: int = 20
-    batch: int = 64
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    step: int = 10
-    gamma: float = 0.1
-    balance: bool = False
-    augment: bool = True
-    erase: float = 0.0
-    footage: float = 0.0
-    rehearse: int = 0
-    distill: float = 0.0
-    select: str = "acc"
-    limit: int | None = None
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.target, (str, Path)):
-            object.__setattr__(self, "target", (Path(self.target),))
-        object.__setattr__(self, "target", tuple(Path(t) for t in self.target or ()))
-        if self.fer_framing not in FER_FRAMINGS:
-            raise ValueError(f"unknown FER-2013 framing '{self.fer_framing}'; choose one of {', '.join(FER_FRAMINGS)}")
-        if not 0 < self.carve < 1:
-            raise ValueError(f"--carve must be between 0 and 1, got {self.carve}")
-        if self.data not in DATA_KINDS:
-            raise ValueError(f"unknown data '{self.data}'; choose one of {', '.join(DATA_KINDS)}")
-        if not 0 <= self.distill <= 1:
-            raise ValueError(f"--distill must be between 0 and 1, got {self.distill}")
-        if self.distill and not self.rehearse:
-            raise ValueError("--distill needs --rehearse: it changes what the rehearsed faces are taught")
-        if self.select not in ("acc", "recall"):
-            raise ValueError(f"unknown selection metric '{self.select}'; choose acc or recall")
-        if self.arch is None:
-            start = read_checkpoint(self.init)["config"] if self.init not in ("imagenet", "scratch", "stage1") else {}
-            object.__setattr__(self, "arch", start.get("arch", "mobilenet_v2"))
-            object.__setattr__(self, "size", self.size or start.get("size"))
-
-    def preprocess(self) -> Preprocess:
-        return input_preprocess(self.arch, self.size)
 
 
 @dataclass
@@ -194,6 +130,92 @@ def _initial_model(cfg: StageConfig) -> tuple[torch.nn.Module, dict]:
     return model, {"init": str(cfg.init), "init_epoch": ckpt["epoch"], "init_stage": ckpt["config"]["data"]}
 
 
+class Targets:
+    """What each training face is taught: its one-hot label or FER+ votes, and with ``distill`` a share of the
+    ``teacher``'s answer for each rehearsed face, asked the first time the face is drawn."""
+
+    def __init__(self, train: FaceSet, teacher: torch.nn.Module | None, distill: float, pre: Preprocess,
+                 device: torch.device) -> None:
+        onehot = np.eye(len(CLASSES), dtype=np.float32)
+        self.values = torch.from_numpy(train.soft if train.soft is not None else onehot[train.labels])
+        self.images, self.teacher, self.distill, self.pre, self.device = train.images, teacher, distill, pre, device
+        self.taught = np.zeros(len(train), bool)  # faces whose targets already take in the teacher's answer
+
+    def teach(self, drawn: np.ndarray) -> None:
+        """Mix the teacher's answer into the targets of the faces in ``drawn`` it has not answered yet."""
+        new = drawn[~self.taught[drawn]] if self.teacher is not None else []
+        if len(new):
+            said = torch.from_numpy(predict(self.teacher, self.images[new], self.pre, self.device))
+            self.values[new] = (1 - self.distill) * self.values[new] + self.distill * said
+            self.taught[new] = True
+
+    def __getitem__(self, idx: np.ndarray) -> torch.Tensor:
+        return self.values[idx]
+
+
+def draw_epoch(cfg: StageConfig, epoch: int, splits: Splits, targets: Targets, gen: torch.Generator) -> torch.Tensor:
+    """The faces of one epoch in the order they are trained on: the stage's own faces (drawn class-balanced with
+    ``balance``) and ``rehearse`` FER-2013 faces drawn anew, shuffled together."""
+    # Every random draw of the epoch (batches, augmentation, dropout's global RNG) is seeded by the epoch, so a
+    # resumed run repeats an uninterrupted one exactly.
+    gen.manual_seed(cfg.seed * 1000 + epoch)
+    torch.manual_seed(cfg.seed * 1000 + epoch)
+    own = len(splits.train)  # the stage's own faces; rehearsed FER-2013 faces follow them
+    if cfg.balance:
+        # Each face drawn with probability inversely proportional to its class's size.
+        counts = np.bincount(splits.train.labels, minlength=len(CLASSES)).astype(np.float64)
+        weights = torch.from_numpy((1.0 / np.maximum(counts, 1))[splits.train.labels])
+        order = torch.multinomial(weights, own, replacement=True, generator=gen)
+    else:
+        order = torch.randperm(own, generator=gen)
+    if splits.rehearsal is None:
+        return order
+    drawn = own + torch.randperm(len(splits.rehearsal), generator=gen)[:cfg.rehearse]
+    targets.teach(drawn.numpy())
+    return torch.cat([order, drawn])[torch.randperm(own + len(drawn), generator=gen)]
+
+
+def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: np.ndarray, targets: Targets,
+                    order: torch.Tensor, cfg: StageConfig, pre: Preprocess, device: torch.device,
+                    gen: torch.Generator, desc: str) -> float:
+    """One pass over ``order`` in batches of ``cfg.batch`` (augmented with ``cfg.augment``); the mean loss."""
+    model.train()
+    seen, loss_sum = 0, 0.0
+    bar = tqdm(range(0, len(order), cfg.batch), desc=desc, leave=False, mininterval=2)
+    for i in bar:
+        idx = order[i:i + cfg.batch].numpy()
+        if len(idx) < 2:
+            continue
+        x = to_input(images[idx], pre, device)
+        if cfg.augment:
+            x = augment(x, gen, cfg.erase, cfg.footage)
+        x = x.contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(model(x), targets[idx].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(idx)
+        loss_sum += loss.item() * len(idx)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", refresh=False)
+    return loss_sum / max(seen, 1)
+
+
+def evaluate(model: torch.nn.Module, faces: FaceSet, pre: Preprocess, device: torch.device,
+             gated: bool = False) -> dict:
+    """The model's scores on ``faces`` (``metrics.scores``); with ``gated``, faces the quality gate refuses count
+    as wrong, as the live side would give them no label."""
+    pred = predict(model, faces.images, pre, device).argmax(1)
+    return scores(faces.labels, pred, passed=faces.passed if gated else None)
+
+
+def save_checkpoint(out: Path, checkpoint: dict, best: bool) -> None:
+    """``last.pt`` in the run folder, replaced whole, and with ``best`` also ``best.pt``."""
+    if best:
+        torch.save(checkpoint, out / "best.pt")
+    torch.save(checkpoint, out / "last.pt.tmp")
+    (out / "last.pt.tmp").replace(out / "last.pt")  # a crash mid-save never leaves a broken last.pt
+
+
 def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
     """Train one stage; keeps ``last.pt`` each epoch and ``best.pt`` (best validation score); returns best.pt."""
     seed_everything(cfg.seed)
@@ -201,7 +223,12 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     pre = cfg.preprocess()
+
+    # Data.
     splits = load_splits(cfg, pre)
+    train = splits.train if splits.rehearsal is None else FaceSet.concat([splits.train, splits.rehearsal], "train")
+
+    # Model, optimiser, schedule; or all three as the last checkpoint left them, with --resume.
     model, origin = _initial_model(cfg)
     # With ``distill``, the starting model as it is now tells what each rehearsed face is, the first time it is drawn.
     teacher = copy.deepcopy(model).to(device) if cfg.distill and splits.rehearsal is not None else None
@@ -220,75 +247,37 @@ def run_stage(cfg: StageConfig, resume: bool = False) -> Path:
         scheduler.load_state_dict(ckpt["scheduler"])
         state = {k: ckpt[k] for k in state}
         print(f"resuming {out} after epoch {state['epoch']}")
-
-    own = len(splits.train)  # the stage's own faces; rehearsed FER-2013 faces follow them
-    counts = np.bincount(splits.train.labels, minlength=len(CLASSES)).astype(np.float64)
-    # Class balancing: sample each face with probability inversely proportional to its class's size.
-    sample_weights = torch.from_numpy((1.0 / np.maximum(counts, 1))[splits.train.labels]) if cfg.balance else None
-    train = splits.train if splits.rehearsal is None else FaceSet.concat([splits.train, splits.rehearsal], "train")
-    onehot = np.eye(len(CLASSES), dtype=np.float32)
-    targets = torch.from_numpy(train.soft if train.soft is not None else onehot[train.labels])
-    taught = np.zeros(len(train), bool)  # rehearsed faces whose targets already take in the teacher's answer
+    targets = Targets(train, teacher, cfg.distill, pre, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     print(f"{cfg.data}: train {len(train)} {train.counts()}, val {len(splits.val)} on {device}; {origin}")
 
+    # Loop: train, score on the validation faces, keep the checkpoints.
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        # Every random draw of the epoch (batches, augmentation, dropout's global RNG) is seeded by the epoch, so a
-        # resumed run repeats an uninterrupted one exactly.
-        gen.manual_seed(cfg.seed * 1000 + epoch)
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        order = (torch.multinomial(sample_weights, own, replacement=True, generator=gen) if cfg.balance
-                 else torch.randperm(own, generator=gen))
-        if splits.rehearsal is not None:
-            drawn = own + torch.randperm(len(splits.rehearsal), generator=gen)[:cfg.rehearse]
-            new = drawn.numpy()[~taught[drawn.numpy()]] if teacher is not None else []
-            if len(new):
-                said = torch.from_numpy(predict(teacher, train.images[new], pre, device))
-                targets[new] = (1 - cfg.distill) * targets[new] + cfg.distill * said
-                taught[new] = True
-            order = torch.cat([order, drawn])[torch.randperm(own + len(drawn), generator=gen)]
-        model.train()
-        started, seen, loss_sum = time.time(), 0, 0.0
-        bar = tqdm(range(0, len(order), cfg.batch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=2)
-        for i in bar:
-            idx = order[i:i + cfg.batch].numpy()
-            if len(idx) < 2:
-                continue
-            x = to_input(train.images[idx], pre, device)
-            if cfg.augment:
-                x = augment(x, gen, cfg.erase, cfg.footage)
-            x = x.contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(x), targets[idx].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen += len(idx)
-            loss_sum += loss.item() * len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", refresh=False)
+        order = draw_epoch(cfg, epoch, splits, targets, gen)
+        started = time.time()
+        loss = train_one_epoch(model, optimizer, train.images, targets, order, cfg, pre, device, gen,
+                               f"epoch {epoch}/{cfg.epochs}")
         scheduler.step()
-        val = scores(splits.val.labels, predict(model, splits.val.images, pre, device).argmax(1))
+        val = evaluate(model, splits.val, pre, device)
         metric = val["accuracy"] if cfg.select == "acc" else val["mean_recall"]
-        row = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "val_accuracy": val["accuracy"],
-               "val_mean_recall": val["mean_recall"], "seconds": round(time.time() - started, 1)}
+        row = {"epoch": epoch, "loss": loss, "val_accuracy": val["accuracy"], "val_mean_recall": val["mean_recall"],
+               "seconds": round(time.time() - started, 1)}
         state["history"].append(row)
         print(json.dumps(row), flush=True)
         state["epoch"] = epoch
-        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "config": config, "contract": contract.to_json(), "origin": origin,
-                "sample_faces": splits.val.images[:32], **state}
-        if metric > state["best"]:
+        improved = metric > state["best"]
+        if improved:
             state.update(best=metric, best_epoch=epoch)
-            ckpt.update(best=metric, best_epoch=epoch)
-            torch.save(ckpt, out / "best.pt")
-        torch.save(ckpt, out / "last.pt.tmp")
-        (out / "last.pt.tmp").replace(out / "last.pt")  # a crash mid-save never leaves a broken last.pt
+        save_checkpoint(out, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "config": config, "contract": contract.to_json(),
+                              "origin": origin, "sample_faces": splits.val.images[:32], **state}, improved)
 
+    # The best epoch's model, scored on the validation faces and every test set.
     best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     model.load_state_dict(best["model"])
     report = {"stage": config, "origin": origin, "best_epoch": best["best_epoch"], "history": state["history"],
-              "val": scores(splits.val.labels, predict(model, splits.val.images, pre, device).argmax(1)),
-              "tests": {name: scores(s.labels, predict(model, s.images, pre, device).argmax(1), passed=s.passed)
-                        for name, s in splits.tests.items()}}
+              "val": evaluate(model, splits.val, pre, device),
+              "tests": {name: evaluate(model, s, pre, device, gated=True) for name, s in splits.tests.items()}}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     print(f"best epoch {best['best_epoch']}: " + ", ".join(
         f"{name} acc {r['accuracy']:.4f} mean recall {r['mean_recall']:.4f}" for name, r in report["tests"].items()))

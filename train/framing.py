@@ -12,8 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from emocam.align import Preprocess, crop_face
-from emocam.detect import FaceDetector, enlarge, enlargement
+from emocam.detect import enlarge, enlargement
+from emocam.gate import Gate
 from emocam.landmarks import FaceMesh, Landmarker, keypoint_pose
+from emocam.reading import READINGS, read_faces
 
 FER_SIDE = 48
 SCALE, BORDER = enlargement((FER_SIDE, FER_SIDE))  # how ``enlarge`` maps a 48 px face for the detector
@@ -37,13 +39,12 @@ def locate(images: np.ndarray, with_mesh: bool = False) -> dict[str, np.ndarray]
     mesh_pose = np.full((n, 3), np.nan, np.float32)
     keypoints = np.full((n, 6, 2), np.nan, np.float32)
     mesh = FaceMesh() if with_mesh else None
-    with FaceDetector("short", min_score=0.5) as detect, Landmarker() as landmarker:
+    reading, gate = READINGS["fer"], Gate()
+    with reading.open_detector() as detect, Landmarker() as landmarker:
         for i, face in enumerate(images):
-            image = enlarge(np.ascontiguousarray(face))
-            faces = detect(image)
+            image, faces = read_faces(np.ascontiguousarray(face), reading, detect, landmarker, gate)
             if len(faces) == 0:
                 continue
-            faces = landmarker(image, faces.subset([int(np.argmax(faces.scores))]))
             eyes[i], pose[i] = _to_fer(faces.eyes[0]), faces.pose[0]
             keypoints[i] = _to_fer(faces.keypoints[0])
             if mesh is not None:

@@ -11,8 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from emocam.align import Preprocess, crop_face
+from emocam.reading import FaceReading, read_faces, resolve_reading
+from emocam.sources import SourceError, read_image
 
-from .data import DataError, FaceSet, cache_dir, file_key, image_files, read_image_file
+from .data import DataError, FaceSet, cache_dir, file_key, image_files
+
+# How training and `emotrain evaluate --folder` read the faces of labelled stills (a preset of emocam.reading).
+TARGET_READING = "stills"
 
 
 @dataclass
@@ -24,30 +29,26 @@ class TargetReport:
     unreadable: list[str] = field(default_factory=list)
 
 
-# A labelled still holds one face, so the detector may be less strict than on video, where a false face
-# would become a track; at the live threshold 0.7 a fifth of the wild set's small gray photos find no face.
-TARGET_MIN_SCORE = 0.5
-
-
 def person(path: Path) -> str:
     """Who a target image shows, from its file name: the name without its trailing numbers
     (``George_W_Bush_0001.jpg`` -> George_W_Bush, CK+'s ``S005_001_00000011.png`` -> S005)."""
     return re.sub(r"(_\d+)+$", "", path.stem) or path.stem
 
 
-def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tuple[FaceSet, TargetReport]:
+def load_target(root: Path, pre: Preprocess,
+                reading: str | FaceReading = TARGET_READING) -> tuple[FaceSet, TargetReport]:
     """A target image folder (``<class>/*``): each image through the live detector, landmarks, quality gate and
-    eye-distance crop, cached so that it is done once. Images with no face are counted and reported, not used;
-    images smaller than the detector needs (CK+'s 48 px crops) are upsampled first, borders replicated."""
-    from emocam.detect import FaceDetector, enlarge
+    eye-distance crop, faces read as ``reading`` says ("stills": small images such as CK+'s 48 px crops enlarged
+    first, the largest face kept), cached so that it is done once. Images with no face are counted and
+    reported, not used."""
     from emocam.gate import Gate
     from emocam.landmarks import Landmarker
 
+    reading = resolve_reading(reading)
     root = Path(root)
     files = image_files(root)
     stamps = [(str(f), f.stat().st_size, f.stat().st_mtime) if f.exists() else (str(f),) for _, f in files]
-    key = file_key(str(root.resolve()), stamps,
-                    pre.to_dict(), detector_range, TARGET_MIN_SCORE, "landmarks-gate-v2")
+    key = file_key(str(root.resolve()), stamps, pre.to_dict(), reading.to_dict(), "landmarks-gate-v2")
     cached = cache_dir() / f"target-{key}.npz"
     name = f"{root.parent.name}/{root.name}"
     if cached.is_file():
@@ -57,22 +58,23 @@ def load_target(root: Path, pre: Preprocess, detector_range: str = "both") -> tu
             return FaceSet(z["images"], z["labels"], name, None, z["groups"], z["passed"]), report
     crops, labels, groups, passed, no_face, unreadable = [], [], [], [], [], []
     gate = Gate()
-    with FaceDetector(range=detector_range, min_score=TARGET_MIN_SCORE) as detect, Landmarker() as landmarker:
+    with reading.open_detector() as detect, Landmarker() as landmarker:
         for label, f in files:
             try:
-                image = enlarge(read_image_file(f))
-            except DataError:  # one corrupt file or broken link is named, and the others still count
+                image = read_image(f)
+            except SourceError:  # one corrupt file or broken link is named, and the others still count
                 unreadable.append(str(f.relative_to(root)))
                 continue
-            faces = gate(landmarker(image, detect(image)))  # what the live pipeline does to every frame
+            # What the live pipeline does to every frame; the crop is taken from the image the faces were read in.
+            image, faces = read_faces(image, reading, detect, landmarker, gate)
             if len(faces) == 0:
                 no_face.append(str(f.relative_to(root)))
                 continue
-            biggest = int(np.argmax(faces.boxes[:, 2] * faces.boxes[:, 3]))
-            crops.append(crop_face(image, faces.eyes[biggest, 0], faces.eyes[biggest, 1], pre))
-            labels.append(label)
-            groups.append(person(f))
-            passed.append(bool(faces.passed[biggest]))
+            for i in range(len(faces)):  # one face unless the reading keeps them all
+                crops.append(crop_face(image, faces.eyes[i, 0], faces.eyes[i, 1], pre))
+                labels.append(label)
+                groups.append(person(f))
+                passed.append(bool(faces.passed[i]))
     if not crops:
         raise DataError(f"{root}: no face found in any of its {len(files)} images")
     out = FaceSet(np.stack(crops), np.array(labels, np.int64), name, None, np.array(groups), np.array(passed))

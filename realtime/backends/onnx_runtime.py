@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import ModelError, session_contract
-from .base import MAX_BATCH, BackendError, Runtime
+from .base import MAX_BATCH, OPT_BATCH, BackendError, Runtime
 from .registry import register_backend
 
 
@@ -51,7 +51,8 @@ class OnnxRuntimeBackend(Runtime):
 
 
 def ort_gpu_providers(model: Path, kind: str, device: int = 0) -> tuple:
-    """onnxruntime providers for ``kind`` 'cuda' or 'tensorrt' (fp16, a 1..64 batch profile, cached engines)."""
+    """onnxruntime providers for ``kind`` 'cuda' or 'tensorrt' (fp16, a 1..MAX_BATCH batch profile, cached
+    engines)."""
     # TF32 would move probabilities by ~1e-3; this model is far too small for it to pay.
     cuda = ("CUDAExecutionProvider", {"device_id": device, "use_tf32": 0})
     if kind == "cuda":
@@ -63,7 +64,8 @@ def ort_gpu_providers(model: Path, kind: str, device: int = 0) -> tuple:
     trt = ("TensorrtExecutionProvider", {
         "device_id": device, "trt_fp16_enable": True, "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(Path(model).parent / "ort-trt-cache"),
-        "trt_profile_min_shapes": shape(1), "trt_profile_opt_shapes": shape(8), "trt_profile_max_shapes": shape(MAX_BATCH)})
+        "trt_profile_min_shapes": shape(1), "trt_profile_opt_shapes": shape(OPT_BATCH),
+        "trt_profile_max_shapes": shape(MAX_BATCH)})
     return trt, cuda, "CPUExecutionProvider"
 
 

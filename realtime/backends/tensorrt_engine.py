@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import ModelContract, read_contract
-from .base import MAX_BATCH, BackendError, Runtime, cuda_device, sha256
+from .base import MAX_BATCH, OPT_BATCH, BackendError, Runtime, cuda_device, sha256
 from .registry import register_backend
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class Profile:
     """The optimisation profile on the batch axis: smallest, most common and largest batch."""
 
     min: int = 1
-    opt: int = 8
+    opt: int = OPT_BATCH
     max: int = MAX_BATCH
 
     def __post_init__(self) -> None:
@@ -144,7 +144,7 @@ def fp16_onnx(onnx_path: Path) -> bytes:
     return convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True).SerializeToString()
 
 
-def build_engine(onnx_path: Path, out: Path | None = None, min_batch: int = 1, opt_batch: int = 8,
+def build_engine(onnx_path: Path, out: Path | None = None, min_batch: int = 1, opt_batch: int = OPT_BATCH,
                  max_batch: int = MAX_BATCH, fp16: bool = True, device: int = 0) -> Path:
     """Build a TensorRT engine for ``onnx_path`` with a min/opt/max batch profile; writes it and its JSON sidecar."""
     trt = import_tensorrt()

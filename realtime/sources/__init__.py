@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..faces import Frame
-from .base import STREAM_SCHEMES, EndedEarly, Source, SourceError, capture_device, open_capture, stream_url
-from .files import DECODED_SHARE, IMAGE_SUFFIXES, ImageFile, VideoFile, read_image
+from .base import (BUFFER_BYTES, MAX_ASPECT, MAX_PIXELS, MAX_SIDE, STREAM_SCHEMES, EndedEarly, Source, SourceError,
+                   capture_device, frames_within, open_capture, opencv_name, size_problem, stream_url)
+from .files import DECODED_SHARE, IMAGE_SUFFIXES, VIDEO_SUFFIXES, ImageFile, VideoFile, read_image
 from .live import MAX_LAG_S, STREAM_TIMEOUT_S, LiveCapture, LiveLag, LiveSource, LiveStream
 
-__all__ = ["DECODED_SHARE", "EndedEarly", "Frame", "IMAGE_SUFFIXES", "ImageFile", "LiveCapture", "LiveLag",
-           "LiveSource", "LiveStream", "MAX_LAG_S", "STREAM_SCHEMES", "STREAM_TIMEOUT_S", "Source", "SourceError",
-           "VideoFile", "capture_device", "open_capture", "open_source", "read_image", "stream_url"]
+__all__ = ["BUFFER_BYTES", "DECODED_SHARE", "EndedEarly", "Frame", "IMAGE_SUFFIXES", "ImageFile", "LiveCapture",
+           "LiveLag", "LiveSource", "LiveStream", "MAX_ASPECT", "MAX_LAG_S", "MAX_PIXELS", "MAX_SIDE", "STREAM_SCHEMES",
+           "STREAM_TIMEOUT_S", "Source", "SourceError", "VIDEO_SUFFIXES", "VideoFile", "capture_device", "frames_within", "open_capture",
+           "opencv_name", "open_source", "read_image", "size_problem", "stream_url"]
 
 
 def open_source(spec: str | int | Path, live: bool | None = None, timeout_s: float = STREAM_TIMEOUT_S) -> Source:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -12,10 +14,13 @@ import cv2
 import numpy as np
 
 from ..faces import Frame
-from .base import EndedEarly, Source, SourceError, open_capture
+from .base import MAX_PIXELS, EndedEarly, Source, SourceError, frames_within, open_capture, size_problem
 
 # Still images (anything else that is a file is read as a video).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm", ".pbm")
+# What a search of a folder takes for a video (a file named on its own is read whatever its name).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp",
+                  ".gif", ".m2ts", ".mts", ".ogv")
 # A file whose decoder stops before this share of the frames its container lists ended early (cut or corrupt); a few
 # frames short is common in good files (the sample no_face.mp4 lists 98 and decodes 95).
 DECODED_SHARE = 0.95
@@ -30,6 +35,12 @@ class VideoFile(Source):
         self.name = str(path)
         t0 = time.perf_counter()
         self._cap = open_capture(str(path))
+        if self._cap.isOpened():  # the container's frame size, checked before a frame is decoded
+            problem = size_problem(int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                                   int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+            if problem:
+                self._cap.release()
+                raise SourceError(f"{path} is {problem}")
         first = self._cap.read()[1] if self._cap.isOpened() else None
         self.decode_s = time.perf_counter() - t0
         if first is None:
@@ -43,7 +54,8 @@ class VideoFile(Source):
         self.ended_early: EndedEarly | None = None
         self._ended = False
         self._first = first
-        self._queue: queue.Queue = queue.Queue(queue_size)
+        self.frame_bytes = first.nbytes
+        self._queue: queue.Queue = queue.Queue(frames_within(self.frame_bytes, queue_size))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._decode, name="emocam-decode", daemon=True)
         self._thread.start()
@@ -163,6 +175,7 @@ class ImageFile(Source):
         self.name = str(path)
         t0 = time.perf_counter()
         self.image = read_image(path)
+        self.frame_bytes = self.image.nbytes
         self.decode_s = time.perf_counter() - t0
 
     def __iter__(self) -> Iterator[Frame]:
@@ -172,13 +185,39 @@ class ImageFile(Source):
         pass
 
 
-def read_image(path: Path) -> np.ndarray:
-    """A BGR image from a file (any format OpenCV decodes); SourceError if it cannot be read or decoded."""
+def read_image(path: Path, gray: bool = False) -> np.ndarray:
+    """A BGR (or with ``gray``, a one-channel) image from a file in any format OpenCV decodes; SourceError if it
+    cannot be read or decoded, or if its header gives a size that is refused (``size_problem``): then it is never
+    decoded. The one way emocam and its training read an image file."""
+    problem = header_problem(path)
+    if problem:
+        raise SourceError(f"{path} is {problem}")
     try:
         data = np.fromfile(str(path), np.uint8)
     except OSError as e:
         raise SourceError(f"cannot read {path}: {e.strerror}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise SourceError(f"{path} is not a decodable image")
+    problem = size_problem(image.shape[1], image.shape[0])  # a format whose header Pillow does not read
+    if problem:
+        raise SourceError(f"{path} is {problem}")
     return image
+
+
+def header_problem(path: Path) -> str | None:
+    """Why an image file is refused from the size its header gives, read without decoding it (``size_problem``);
+    None where it is taken or Pillow does not know the format (OpenCV may still decode it)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                return size_problem(*image.size)
+        except Image.DecompressionBombError as e:  # beyond Pillow's own limit, which is above ours
+            pixels = re.search(r"\d+", str(e))
+            return (f"{pixels.group() if pixels else 'more than 179 million'} pixels: more than the "
+                    f"{MAX_PIXELS / 1e6:.0f} million pixels a frame may have")
+        except (OSError, ValueError, SyntaxError):
+            return None

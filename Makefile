@@ -23,6 +23,12 @@ demo: setup
 	mkdir -p out
 	$(BIN)/emocam --video samples/single_face.mp4 --csv out/single_face.csv --out out/single_face.mp4 \
 		--summary out/single_face.json --plot out/single_face.png --no-display
+	@echo
+	@echo "Outputs in out/: single_face.csv (a row per face per frame), single_face.mp4 (annotated video),"
+	@echo "single_face.json (summary per face), single_face.png (timeline)."
+	@echo "Next, with the environment active:  . $(VENV)/bin/activate"
+	@echo "  emocam --video samples/single_face.mp4           (the same clip in a window; q quits)"
+	@echo "  emocam --source 0                                (your webcam)"
 
 test: setup-train
 	$(BIN)/python -m pytest

@@ -16,14 +16,14 @@ import socket
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .backends import sha256
 from .contract import ModelError
 from .extras import require
 from .outputs import SinkError, Staged, append_whole, can_write, check_paths, writable
+from .provenance import VERSION, model_sha256, options_record, provenance
 from .recognizer import Options, Recognizer, UsageProblem
 from .records import read_csv, schema
 from .sinks import CsvSink
@@ -40,7 +40,10 @@ NAME_BYTES = 100
 
 DONE, NO_FACE, ENDED_EARLY, FAILED = "done", "no face", "ended early", "failed"
 INDEX = "index.csv"
-INDEX_COLUMNS = ("input", "status", "frames", "faces", "seconds", "error", "csv", "summary", "key", "worker")
+# face_rows: rows in the CSV (a face in a frame); distinct_faces: face ids (people, as far as tracking tells them
+# apart). model_sha256, options and emocam_version: how the row's results were made (see emocam.provenance).
+INDEX_COLUMNS = ("input", "status", "frames", "face_rows", "distinct_faces", "seconds", "error", "csv", "summary",
+                 "model_sha256", "options", "emocam_version", "key", "worker")
 
 
 @dataclass(frozen=True)
@@ -108,13 +111,16 @@ def output_name(path: Path) -> str:
     return f"{stem}-{hashlib.sha1(os.fsencode(str(path))).hexdigest()[:8]}"
 
 
+def options_facts(options: Options, every_frame: bool) -> str:
+    """Every option that changes an output's content, as the JSON the index records (the model apart, by its hash)."""
+    facts = {k: v for k, v in options_record(options).items() if k not in ("device", "batch_frames")}
+    return json.dumps(facts | {"every_frame": every_frame}, sort_keys=True)
+
+
 def options_key(options: Options, every_frame: bool) -> str:
     """A digest of what decides the outputs' content: the model's bytes and every option that changes an answer."""
-    # The face reading counts as the settings it resolves to, however it was given.
-    skip = ("model", "device", "batch_frames", "reading", "detector", "min_score")
-    facts = {k: v for k, v in asdict(options).items() if k not in skip}
-    facts.update(model=sha256(options.model_path), every_frame=every_frame, reading=options.face_reading.to_dict())
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    facts = f"{model_sha256(options.model_path)}:{options_facts(options, every_frame)}"
+    return hashlib.sha256(facts.encode()).hexdigest()[:16]
 
 
 def input_key(path: Path, options_digest: str) -> str:
@@ -147,11 +153,13 @@ def process(job: Job) -> dict:
     start = time.perf_counter()
     try:
         csv_path, summary_path = out_dir / f"{job.name}.csv", out_dir / f"{job.name}.summary.json"
+        about = provenance(job.shown, job.options, rec.backend)
         with open_source(Path(job.input), live=False) as src:
             with CsvSink(csv_path, rec.classes, job.every_frame) as rows, \
-                    Summary(rec.classes, summary_path, out=io.StringIO()) as summary:
+                    Summary(rec.classes, summary_path, out=io.StringIO(), about=about) as summary:
                 timings = rec.run(src, [rows, summary])
-        row.update(frames=timings.frames, faces=timings.faces, csv=csv_path.name, summary=summary_path.name)
+        row.update(frames=timings.frames, face_rows=timings.faces, distinct_faces=summary.distinct_faces,
+                   csv=csv_path.name, summary=summary_path.name)
         if src.ended_early is not None:
             row.update(status=ENDED_EARLY, error=str(src.ended_early))
         else:
@@ -167,9 +175,12 @@ def process(job: Job) -> dict:
 
 
 def new_row(job: Job, pid: int) -> dict:
-    """``job``'s index row before it runs, worked on by process ``pid`` of this machine."""
-    return dict.fromkeys(INDEX_COLUMNS, "") | {"input": job.shown, "key": job.key, "frames": 0, "faces": 0,
-                                               "worker": f"{socket.gethostname()}:{pid}"}
+    """``job``'s index row before it runs, worked on by process ``pid`` of this machine: what it will be made with
+    (model, options, version) already recorded."""
+    return dict.fromkeys(INDEX_COLUMNS, "") | {
+        "input": job.shown, "key": job.key, "frames": 0, "face_rows": 0, "distinct_faces": 0,
+        "model_sha256": model_sha256(job.options.model_path), "options": options_facts(job.options, job.every_frame),
+        "emocam_version": VERSION, "worker": f"{socket.gethostname()}:{pid}"}
 
 
 def worker_died(job: Job, pid: int, how: str) -> dict:
@@ -182,18 +193,21 @@ def read_index(path: Path) -> dict[str, dict]:
     """The index's rows by input (the last row of an input wins); a line a killed run left unfinished is ignored."""
     if not path.is_file():
         return {}
-    not_index = f"{printable(str(path))} is not an emocam batch index"
+    name = printable(str(path))
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None or tuple(header) != INDEX_COLUMNS:
-                raise UsageProblem(f"{not_index}; choose another --out-dir")
+                earlier = header is not None and header[:2] == ["input", "status"]
+                what = "the index of an earlier emocam batch" if earlier else "not an emocam batch index"
+                raise UsageProblem(f"{name} is {what}; choose another --out-dir")
             return {r[0]: dict(zip(INDEX_COLUMNS, r)) for r in reader if len(r) == len(INDEX_COLUMNS)}
     except UnicodeDecodeError:
-        raise UsageProblem(f"{not_index} (it is not UTF-8 text); choose another --out-dir") from None
+        raise UsageProblem(f"{name} is not an emocam batch index (it is not UTF-8 text); choose another "
+                           f"--out-dir") from None
     except OSError as e:
-        raise SinkError(f"cannot read {printable(str(path))}: {e.strerror}") from None
+        raise SinkError(f"cannot read {name}: {e.strerror}") from None
 
 
 def finished(row: dict | None, job: Job, out_dir: Path) -> bool:
@@ -249,13 +263,31 @@ def jobs_for(inputs: Sequence[Path], out_dir: Path, options: Options, every_fram
             for p in inputs]
 
 
-def plan(jobs: list[Job], out_dir: Path) -> Plan:
-    """Which jobs to run: all but those the index records as finished with the same input, model and options. Rows
-    of folders that could not be searched (no key) are not kept: each run searches them again."""
+def plan(jobs: list[Job], out_dir: Path, options: Options, every_frame: bool) -> Plan:
+    """Which jobs to run: all but those the index records as finished with the same input, model and options; a
+    UsageProblem where the index records other ones (``refuse_other_options``). Rows of folders that could not be
+    searched (no key) are not kept: each run searches them again."""
     rows = read_index(out_dir / INDEX)
+    refuse_other_options((r for r in rows.values() if r["key"]), out_dir, options, every_frame)
     todo = [j for j in jobs if not finished(rows.get(j.shown), j, out_dir)]
     redo = {j.shown for j in todo}
     return Plan(jobs, todo, [r for i, r in rows.items() if i not in redo and r["key"]])
+
+
+def refuse_other_options(rows: Iterable[dict], out_dir: Path, options: Options, every_frame: bool) -> None:
+    """UsageProblem if ``out_dir`` holds results made with another model or other options: one folder holds one set of
+    options, so that its files can be compared with each other and a rerun never mixes two."""
+    model, facts = model_sha256(options.model_path), json.loads(options_facts(options, every_frame))
+    folder = printable(str(out_dir))
+    for row in rows:
+        if row["model_sha256"] != model:
+            raise UsageProblem(f"{folder} holds results made with another model (sha256 {row['model_sha256'][:12]}, "
+                               f"this one {model[:12]}); choose another --out-dir for these")
+        before = json.loads(row["options"])
+        changed = [f"{k} {before.get(k)} -> {v}" for k, v in facts.items() if before.get(k) != v]
+        if changed:
+            raise UsageProblem(f"{folder} holds results made with other options ({', '.join(changed)}); choose "
+                               f"another --out-dir for these, or run again with the options it was made with")
 
 
 def run_local(jobs: Sequence[Job], workers: int) -> Iterator[dict]:
@@ -384,8 +416,9 @@ def check_outputs(jobs: Sequence[Job], out_dir: Path, model: Path, parquet: Path
 def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, options: Options = Options(),
               every_frame: bool = False, workers: int = 1, ray: str | None = None, parquet: str | Path | None = None,
               progress: bool = True, on_row: Callable[[dict], None] | None = None) -> dict[str, int]:
-    """Run a batch (see the module's docstring); returns how many inputs ended in each status, and "skipped". Every
-    output is checked before any input runs, and one batch at a time writes into an ``out_dir``."""
+    """Run a batch (see the module's docstring); returns how many inputs this run ended in each status, "skipped" (those
+    a previous run finished) and, where there are any, "failed before" (those of them it recorded as failed or ended
+    early). Every output is checked before any input runs, and one batch at a time writes into an ``out_dir``."""
     if workers < 1:
         raise UsageProblem(f"--workers must be at least 1, got {workers}")
     if ray is not None and workers != 1:
@@ -408,12 +441,16 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, options: Option
         check_outputs(jobs, out_dir, options.model_path, parquet)
         if ray is None and workers == 1:
             recognizer(options)  # loaded here, where it will run, so that a model or backend problem is told first
-        todo = plan(jobs, out_dir)
+        todo = plan(jobs, out_dir, options, every_frame)
         if ray is None:
             workers, capped = usable_workers(workers, len(todo.todo))
             if capped:
                 print(f"emocam: {capped}", file=sys.stderr, flush=True)
+        ours = {j.shown for j in todo.jobs}
         counts = {"skipped": len(todo.jobs) - len(todo.todo)}
+        failed_before = sum(r["input"] in ours and r["status"] in (FAILED, ENDED_EARLY) for r in todo.kept)
+        if failed_before:
+            counts["failed before"] = failed_before
         index = Index(out_dir / INDEX, todo.kept)
         from tqdm import tqdm
 
@@ -426,13 +463,13 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path, options: Option
                 index.add(row)
                 counts[row["status"]] = counts.get(row["status"], 0) + 1
                 bar.update(bool(row["key"]))  # a folder that could not be searched is none of the files counted
-                bar.set_postfix({k: v for k, v in counts.items() if k != "skipped"}, refresh=False)
+                bar.set_postfix({k: v for k, v in counts.items() if k not in ("skipped", "failed before")},
+                                refresh=False)
                 if on_row is not None:
                     on_row(row)
         finally:
             bar.close()
             index.close()
         if parquet is not None:
-            ours = {j.shown for j in todo.jobs}
             combine((r for r in read_index(out_dir / INDEX).values() if r["input"] in ours), out_dir, parquet)
     return counts

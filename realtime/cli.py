@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -16,11 +17,13 @@ from . import USER_ERRORS
 from .backends import BACKENDS, TIMED_BATCHES, throughput
 from .outputs import SinkError, Staged, check_paths, silence, tell
 from .pipeline import STAGES, Timings
+from .provenance import VERSION, provenance
 from .reading import reading_presets
 from .recognizer import DEFAULTS, Options, Recognizer, UsageProblem, default_model, quiet_native_stderr
 from .serve import SERVE_DEFAULTS, ServeOptions
-from .sinks import CsvSink, JsonlSink, ProgressBar, VideoSink, Window, video_name
-from .sources import STREAM_TIMEOUT_S, EndedEarly, open_source
+from .sinks import (H264_SUFFIXES, CsvSink, ImageSink, JsonlSink, ProgressBar, StreamProgress, VideoSink, Window,
+                    annotated_output)
+from .sources import STREAM_TIMEOUT_S, EndedEarly, ImageFile, Source, open_source
 from .summary import Summary, plot_format
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, invoke_without_command=True,
@@ -36,13 +39,17 @@ MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", min=0.0, ma
 TauOpt = Annotated[float, typer.Option("--tau", min=0.0, help="smoothing time constant in seconds")]
 HysteresisOpt = Annotated[float, typer.Option("--hysteresis", min=0.0, help="margin before the label changes")]
 EveryFrameOpt = Annotated[bool, typer.Option("--every-frame", help="CSV/JSONL: also a row for each frame without a face (only frame and timestamp_s filled), so rows line up with the video's timeline")]
+MaxFramesOpt = Annotated[Optional[int], typer.Option("--max-frames", min=1, help="take only the first N frames of each source")]
+DurationOpt = Annotated[Optional[float], typer.Option("--duration", help="take only the first S seconds of each source (a file's own time; a camera's or stream's since it opened)")]
 
 # How long bench times the classifier alone at each batch size.
 MODEL_SECONDS = 1.0
 # Exit codes of emocam and emotrain: an error the user can fix (told in one line); a run whose video file ended early
-# (cut short or corrupt: its outputs hold the frames before); and a run stopped by a signal, 128 + its number.
+# (cut short or corrupt: its outputs hold the frames before); a batch in which some inputs failed or ended early
+# (index.csv says which and why; the others' results are whole); and a run stopped by a signal, 128 + its number.
 EXIT_USER_ERROR = 2
 EXIT_ENDED_EARLY = 3
+EXIT_SOME_FAILED = 4
 EXIT_SIGNALLED = 128
 
 
@@ -66,6 +73,13 @@ def stop_on_signals() -> None:
         signal.signal(signum, stop)
 
 
+def show_version(asked: bool) -> None:
+    """--version: print emocam's version and stop."""
+    if asked:
+        print(f"emocam {VERSION}")
+        raise typer.Exit()
+
+
 @app.callback(invoke_without_command=True)
 def live(
     ctx: typer.Context,
@@ -74,10 +88,11 @@ def live(
     csv: Annotated[Optional[Path], typer.Option("--csv", help="one row per face per frame")] = None,
     jsonl: Annotated[Optional[str], typer.Option("--jsonl", help="one JSON object per face per frame, flushed as it goes; - for standard output (everything else then goes to standard error)")] = None,
     every_frame: EveryFrameOpt = False,
-    out: Annotated[Optional[Path], typer.Option("--out", help="annotated video (.mp4)")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="annotated video, H.264 (.mp4, .mov, .mkv ...); for an image input, the annotated image (.jpg, .png ...)")] = None,
     summary: Annotated[Optional[Path], typer.Option("--summary", help="per-face summary as JSON")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of each face's smoothed timeline")] = None,
     no_display: Annotated[bool, typer.Option("--no-display", help="no preview window")] = False,
+    fast: Annotated[bool, typer.Option("--fast", help="window: show a file as fast as it is processed, not at its own speed")] = False,
     model: ModelOpt = DEFAULTS.model,
     backend: BackendOpt = DEFAULTS.backend,
     device: DeviceOpt = DEFAULTS.device,
@@ -88,6 +103,9 @@ def live(
     tau: TauOpt = DEFAULTS.tau,
     hysteresis: HysteresisOpt = DEFAULTS.hysteresis,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="streams: seconds to wait for the server to connect or to send the next frame")] = STREAM_TIMEOUT_S,
+    max_frames: MaxFramesOpt = DEFAULTS.max_frames,
+    duration: DurationOpt = DEFAULTS.duration_s,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=show_version, help="print emocam's version and stop")] = False,
 ) -> None:
     """Recognise emotions live (--source) or in a video or image file (--video); q or Esc in the window stops."""
     if ctx.invoked_subcommand is not None:
@@ -100,34 +118,50 @@ def live(
     check_paths({"--video": video, "--source": source_file, "--model": model or default_model()},
                 {"--csv": csv, "--out": out, "--summary": summary, "--plot": plot,
                  "--jsonl": None if to_stdout else jsonl})
-    if out is not None:
-        video_name(out)
+    out_kind = None if out is None else annotated_output(out)
     if plot is not None:
         plot_format(plot)
     with ExitStack() as stack:
-        src = stack.enter_context(open_source(video if video is not None else source,
-                                              live=None if video is None else False, timeout_s=timeout))
+        spec = video if video is not None else source
+        src = stack.enter_context(open_source(spec, live=None if video is None else False, timeout_s=timeout))
+        still = isinstance(src, ImageFile)
+        if out_kind == "image" and not still:
+            raise UsageProblem(f"--out {out} is an image name, and {spec} is a video; name the output "
+                               f"{', '.join(H264_SUFFIXES)}")
         rec = stack.enter_context(Recognizer(model, detector=detector, backend=backend, device=device,
                                              min_score=min_score, tau=tau, hysteresis=hysteresis,
-                                             batch_frames=batch_frames, reading=reading))
+                                             batch_frames=batch_frames, reading=reading, max_frames=max_frames,
+                                             duration_s=duration))
         classes = rec.classes
         # First in, last closed: while standard output carries JSONL, whatever the others print at close goes to stderr.
         sinks = [] if jsonl is None else [stack.enter_context(JsonlSink(jsonl, classes, every_frame))]
+        window = None
         if not no_display:
             try:
-                sinks.append(stack.enter_context(Window(f"emocam: {src.name}")))
+                window = stack.enter_context(Window(f"emocam: {src.name}", pace=not (src.live or fast), hold=still))
+                sinks.append(window)
             except SinkError as e:
                 print(f"emocam: {e}; going on without the preview window (--no-display)", file=sys.stderr, flush=True)
         if jsonl is not None:  # a reader of the JSON lines that leaves stops the run only if nothing else wants it
             sinks[0].alone = len(sinks) == 1 and not any(p is not None for p in (out, summary, plot, csv))
-        if out is not None:
+        if out_kind == "video":
             sinks.append(stack.enter_context(VideoSink(out, src.fps)))
-        sinks.append(stack.enter_context(Summary(classes, summary, plot, out=sys.stderr if to_stdout else None)))
+        elif out_kind == "image":
+            sinks.append(stack.enter_context(ImageSink(out)))
+        about = provenance(spec, rec.options, rec.backend)
+        sinks.append(stack.enter_context(Summary(classes, summary, plot, out=sys.stderr if to_stdout else None,
+                                                 about=about)))
         if csv is not None:
             sinks.append(stack.enter_context(CsvSink(csv, classes, every_frame)))
         if not src.live:
-            sinks.append(stack.enter_context(ProgressBar(src.frame_count, Path(src.name).name)))
-        rec.run(src, sinks)
+            sinks.append(stack.enter_context(ProgressBar(planned_frames(src, rec.options), Path(src.name).name)))
+        elif window is None:
+            sinks.append(stack.enter_context(StreamProgress(src)))
+        timings = rec.run(src, sinks)
+    if src.ended:  # a finite stream's own end: its outputs are whole
+        print(f"emocam: {src.name} ended after {timings.frames} frames", file=sys.stderr, flush=True)
+    if timings.frames and not timings.faces:
+        print(f"emocam: {no_face_hint(rec.options, f'in {timings.frames} frame(s)')}", file=sys.stderr, flush=True)
     if getattr(src, "ended_early", None) is not None:  # told once the outputs are closed: they hold what was read
         raise src.ended_early
 
@@ -183,18 +217,51 @@ def batch(
     min_score: MinScoreOpt = DEFAULTS.min_score,
     tau: TauOpt = DEFAULTS.tau,
     hysteresis: HysteresisOpt = DEFAULTS.hysteresis,
+    max_frames: MaxFramesOpt = DEFAULTS.max_frames,
+    duration: DurationOpt = DEFAULTS.duration_s,
 ) -> None:
     """Many files, one CSV and summary each, recorded in OUT_DIR/index.csv as they finish; a file that cannot be read
-    or has no face is recorded and the batch goes on; a rerun skips what was finished with the same model and options."""
-    from .batch import INDEX, run_batch
+    or has no face is recorded and the batch goes on (exit code 4 when some input failed); a rerun skips what was
+    finished, and refuses other options or another model for the same OUT_DIR."""
+    from .batch import ENDED_EARLY, FAILED, INDEX, NO_FACE, run_batch
 
     options = Options(model=model, reading=reading, detector=detector, min_score=min_score, backend=backend,
-                      device=device, tau=tau, hysteresis=hysteresis, batch_frames=batch_frames)
+                      device=device, tau=tau, hysteresis=hysteresis, batch_frames=batch_frames, max_frames=max_frames,
+                      duration_s=duration)
     counts = run_batch(inputs, out_dir, options, every_frame, workers, ray, parquet)
-    skipped = counts.pop("skipped")
+    skipped, failed_before = counts.pop("skipped"), counts.pop("failed before", 0)
     ran = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
-    tell(f"{skipped + sum(counts.values())} inputs: {skipped} already finished; this run: {ran}; "
+    total = skipped + sum(counts.values())
+    tell(f"{total} inputs: {skipped} already finished; this run: {ran}; "
          f"index {out_dir / INDEX}" + (f"; all rows in {parquet}" if parquet is not None else ""))
+    if counts and counts.get(NO_FACE) == sum(counts.values()):
+        print(f"emocam: {no_face_hint(options, f'in any of the {counts[NO_FACE]} inputs run')}", file=sys.stderr,
+              flush=True)
+    unfinished = failed_before + counts.get(FAILED, 0) + counts.get(ENDED_EARLY, 0)
+    if unfinished:
+        print(f"emocam: {unfinished} of {total} inputs failed or ended early; their errors are in {out_dir / INDEX}",
+              file=sys.stderr, flush=True)
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def no_face_hint(options: Options, where: str) -> str:
+    """What to try when a run found no face at all (``where``: in what), from the face reading it ran with."""
+    reading = options.face_reading
+    wider = {"short": "--detector full (small or far faces; both for near and far)", "full": "--detector both"}
+    now = f"{reading.min_score:g}"
+    if reading.score(still=False) != reading.min_score:
+        now += f" in photos, {reading.score(still=False):g} in video"
+    tries = ([f"try {wider[reading.detector]}"] if reading.detector in wider else []) + [
+        f"a lower --min-score (now {now}) for faint or partly hidden faces"]
+    return f"no face found {where}; " + ", or ".join(tries)
+
+
+def planned_frames(src: Source, options: Options) -> int | None:
+    """How many frames of a file a run will take, for its progress bar (None where the file does not say)."""
+    counts = [src.frame_count, options.max_frames,
+              None if options.duration_s is None else math.ceil(options.duration_s * src.fps)]
+    known = [n for n in counts if n is not None]
+    return min(known) if known else None
 
 
 @app.command()

@@ -23,7 +23,7 @@ from .backends import Backend
 from .faces import Faces, Frame
 from .gate import Gate
 from .landmarks import Landmarker
-from .overlay import annotate
+from .overlay import Overlay
 from .predictor import BatchedPredictor
 from .reading import FaceReading, in_original, read_faces, resolve_reading
 from .sinks import Sink
@@ -98,10 +98,11 @@ class Pipeline:
         return self._smooth(frame, faces, timings)
 
     def stream(self, source: Source, batch_frames: int = 1, max_frames: int | None = None,
-               timings: Timings | None = None) -> Iterator[tuple[Frame, Faces]]:
+               timings: Timings | None = None, duration_s: float | None = None) -> Iterator[tuple[Frame, Faces]]:
         """The frames of ``source`` with their faces detected, tracked, classified and smoothed, in frame order, until
-        it ends or ``max_frames``; the caller closes the source. ``timings`` (if given) adds up each stage, and the
-        time the caller spends between frames as "write".
+        it ends, ``max_frames`` frames or ``duration_s`` seconds of it (by the frames' own timestamps); the caller
+        closes the source. ``timings`` (if given) adds up each stage, and the time the caller spends between frames as
+        "write".
 
         For a file, the faces of up to ``batch_frames`` consecutive frames go to the model in one call; a live source
         always sends one frame at a time."""
@@ -117,7 +118,7 @@ class Pipeline:
         start = time.perf_counter()
         worker.start()
         try:
-            for frame, faces in self._answered(detected, predictor, max_frames, timings):
+            for frame, faces in self._answered(detected, predictor, max_frames, duration_s, timings):
                 faces = self._smooth(frame, faces, timings)
                 timings.frames += 1  # counted before the caller takes it: a caller that stops here has had it
                 timings.faces += len(faces)
@@ -136,21 +137,16 @@ class Pipeline:
             timings.seconds["decode"] = source.decode_s
 
     def run(self, source: Source, sinks: Sequence[Sink] = (), max_frames: int | None = None,
-            batch_frames: int = 1) -> Timings:
+            batch_frames: int = 1, duration_s: float | None = None) -> Timings:
         """Write the frames of ``stream`` into ``sinks`` (drawing the overlay first where one wants it) until the
-        source ends, a sink asks to stop or ``max_frames``; the caller closes source and sinks."""
+        source ends, a sink asks to stop, ``max_frames`` or ``duration_s``; the caller closes source and sinks."""
         timings = Timings()
-        overlay = any(sink.overlay for sink in sinks)
-        fps, last = None, None
-        frames = self.stream(source, batch_frames, max_frames, timings)
+        overlay = Overlay(self.classes) if any(sink.overlay for sink in sinks) else None
+        frames = self.stream(source, batch_frames, max_frames, timings, duration_s)
         try:
             for frame, faces in frames:
-                t0 = time.perf_counter()
-                if last is not None and t0 > last:
-                    fps = 1.0 / (t0 - last) if fps is None else 0.9 * fps + 0.1 / (t0 - last)
-                last = t0
-                if overlay:
-                    annotate(frame.image, faces, self.classes, fps)
+                if overlay is not None:  # the faces alone, nothing about this machine (a window adds its own fps)
+                    overlay(frame.image, faces)
                 for sink in sinks:
                     sink.write(frame, faces)
                 if any(sink.stop for sink in sinks):
@@ -160,9 +156,9 @@ class Pipeline:
         return timings
 
     def _answered(self, detected: queue.Queue, predictor: BatchedPredictor, max_frames: int | None,
-                  timings: Timings) -> Iterator[tuple[Frame, Faces]]:
+                  duration_s: float | None, timings: Timings) -> Iterator[tuple[Frame, Faces]]:
         """The detected frames, tracked and aligned one by one, then with the model's answers, in frame order."""
-        taken = 0
+        taken, first_s = 0, None
         while max_frames is None or taken < max_frames:
             item = detected.get()
             if item is None:
@@ -171,6 +167,9 @@ class Pipeline:
                 yield from self._infer(timings, predictor.flush)  # the frames before the failure still count
                 raise item
             frame, faces = item
+            first_s = frame.timestamp_s if first_s is None else first_s
+            if duration_s is not None and frame.timestamp_s - first_s >= duration_s:
+                break
             taken += 1
             yield from self._infer(timings, predictor.put, (frame, faces), self._align(frame, faces, timings))
         yield from self._infer(timings, predictor.flush)

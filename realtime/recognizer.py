@@ -34,6 +34,13 @@ class UsageProblem(Exception):
     """A wrong option, combination of options or argument, told in one line."""
 
 
+def check_max_frames(max_frames: object) -> None:
+    """UsageProblem unless ``max_frames`` is a number of frames (1 or more) or None."""
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, numbers.Integral)
+                                   or max_frames < 1):
+        raise UsageProblem(f"max_frames must be a number of frames (1 or more) or None; got {max_frames!r}")
+
+
 @dataclass(frozen=True)
 class Options:
     """Everything that decides a run's answers. These defaults are the only ones: the API and both commands take
@@ -52,6 +59,10 @@ class Options:
     # Files send eight frames' faces per model call (the engines' most common batch): less model time per face than
     # one frame a call, even on the CPU.
     batch_frames: int = OPT_BATCH
+    # How much of each source a run takes (None: all of it): its first frames, or its first seconds by the frames'
+    # own timestamps (a file's container time, a live source's time since it opened).
+    max_frames: int | None = None
+    duration_s: float | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -61,6 +72,9 @@ class Options:
         if self.batch_frames < 1 or self.tau < 0 or self.hysteresis < 0:
             raise UsageProblem(f"batch_frames must be >= 1, tau and hysteresis >= 0; got "
                                f"{self.batch_frames}, {self.tau} and {self.hysteresis}")
+        check_max_frames(self.max_frames)
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise UsageProblem(f"--duration must be more than 0 seconds, got {self.duration_s:g}")
 
     @property
     def face_reading(self) -> FaceReading:
@@ -122,10 +136,11 @@ class Recognizer:
                  backend: str = DEFAULTS.backend, device: int | str = DEFAULTS.device,
                  min_score: float | None = DEFAULTS.min_score, tau: float = DEFAULTS.tau,
                  hysteresis: float = DEFAULTS.hysteresis, batch_frames: int = DEFAULTS.batch_frames,
-                 reading: str | FaceReading = DEFAULTS.reading) -> None:
+                 reading: str | FaceReading = DEFAULTS.reading, max_frames: int | None = DEFAULTS.max_frames,
+                 duration_s: float | None = DEFAULTS.duration_s) -> None:
         self.options = Options(model=None if model is None else Path(model), reading=reading, detector=detector,
                                min_score=min_score, backend=backend, device=device, tau=tau, hysteresis=hysteresis,
-                               batch_frames=batch_frames)
+                               batch_frames=batch_frames, max_frames=max_frames, duration_s=duration_s)
         self.reading = self.options.face_reading
         path = self.options.model_path
         if model is None and not path.is_file():
@@ -195,30 +210,32 @@ class Recognizer:
     def stream(self, source: str | int | Path | Source, max_frames: int | None = None,
                timings: Timings | None = None) -> Iterator[tuple[Frame, Faces]]:
         """(frame, faces) for every frame of a video or image file, or for the newest frames of a camera (an index)
-        or stream URL: tracked, batched, smoothed, in frame order. A source given by name is opened and closed here;
-        a file that ends early raises EndedEarly after its last frame."""
+        or stream URL: tracked, batched, smoothed, in frame order, up to ``max_frames`` (default: the options') and
+        the options' ``duration_s``. A source given by name is opened and closed here; a file that ends early raises
+        EndedEarly after its last frame."""
         check_source(source)
-        if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, numbers.Integral)
-                                       or max_frames < 1):
-            raise UsageProblem(f"max_frames must be a number of frames (1 or more) or None; got {max_frames!r}")
+        check_max_frames(max_frames)
         if self._closed:
             raise UsageProblem("this Recognizer is closed; make a new one")
-        return self._stream(source, max_frames, timings)
+        return self._stream(source, self.options.max_frames if max_frames is None else max_frames, timings)
 
     def _stream(self, source: str | int | Path | Source, max_frames: int | None,
                 timings: Timings | None) -> Iterator[tuple[Frame, Faces]]:
         with self._turn("stream"), ExitStack() as stack:
             self._reset()
             src = source if isinstance(source, Source) else stack.enter_context(open_source(source))
-            yield from self.pipeline.stream(src, self.options.batch_frames, max_frames, timings)
+            yield from self.pipeline.stream(src, self.options.batch_frames, max_frames, timings,
+                                            self.options.duration_s)
             if getattr(src, "ended_early", None) is not None:
                 raise src.ended_early
 
     def run(self, source: Source, sinks: Sequence[Sink] = ()) -> Timings:
-        """Write an opened source's frames into ``sinks`` until it ends or a sink stops it; the caller closes both."""
+        """Write an opened source's frames into ``sinks`` until it ends, a sink stops it or the options' max_frames or
+        duration_s is reached; the caller closes both."""
         with self._turn("stream"):
             self._reset()
-            return self.pipeline.run(source, sinks, batch_frames=self.options.batch_frames)
+            return self.pipeline.run(source, sinks, self.options.max_frames, self.options.batch_frames,
+                                     self.options.duration_s)
 
     def analyze(self, path: str | Path, every_frame: bool = False):
         """A video or image file's records as a pandas DataFrame, the CSV's columns and rows (``every_frame``: also a

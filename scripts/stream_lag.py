@@ -12,7 +12,9 @@ frame's stream time), at intervals and at most, and the frames the reader droppe
 from __future__ import annotations
 
 import argparse
+import itertools
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -52,12 +54,14 @@ def make_clip(path: Path, width: int, height: int, fps: int, seconds: float, gop
 class LoopServer:
     """Serves a clip on 127.0.0.1 as a live TCP stream (MPEG-TS), looped, in real time from each client's connection
     (``started``: when each began, time.monotonic); ``url`` is where to read it. With ``quiet_after_s`` it stops
-    sending after that long but keeps the connection open, as a hung server does. A context manager; closing it ends
-    every connection."""
+    sending after that long but keeps the connection open, as a hung server does; with ``loops`` it ends the stream
+    after sending the clip that many times, closing the connection as a finite stream does. A context manager;
+    closing it resets every connection still open, as a server that goes away does."""
 
-    def __init__(self, clip: Path, quiet_after_s: float | None = None) -> None:
+    def __init__(self, clip: Path, quiet_after_s: float | None = None, loops: int | None = None) -> None:
         self.clip = clip
         self.quiet_after_s = quiet_after_s
+        self.loops = loops
         self.started: list[float] = []
         self._server = socket.create_server(("127.0.0.1", 0))
         self._server.settimeout(0.2)
@@ -80,6 +84,8 @@ class LoopServer:
 
     def _send(self, conn: socket.socket) -> None:
         try:
+            # Reset, not closed in order, when the server goes away (close); a finite stream's end closes in order.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             with conn, conn.makefile("wb") as wire, av.open(str(self.clip)) as inp, \
                     av.open(wire, "w", format="mpegts") as out:
                 src = inp.streams.video[0]
@@ -90,14 +96,14 @@ class LoopServer:
                 span = packets[-1].dts - first + (packets[1].dts - packets[0].dts)  # one loop, in time_base units
                 start, shift = time.monotonic(), 0
                 self.started.append(start)
-                while not self._stop.is_set():
+                for _ in itertools.repeat(None) if self.loops is None else range(self.loops):
                     for packet in packets:
                         due = start + float((packet.dts - first + shift) * tb)
                         if self.quiet_after_s is not None and due - start > self.quiet_after_s:
                             self._stop.wait()
                             return
                         wait = due - time.monotonic()
-                        if wait > 0 and self._stop.wait(wait):
+                        if (wait > 0 and self._stop.wait(wait)) or self._stop.is_set():
                             return
                         copy = av.Packet(bytes(packet))
                         copy.pts, copy.dts = packet.pts + shift, packet.dts + shift
@@ -107,6 +113,8 @@ class LoopServer:
                         out.mux(copy)
                         wire.flush()
                     shift += span
+                # The whole stream sent: closed in order, every byte delivered before the end.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 0, 0))
         except (OSError, av.error.FFmpegError):
             return  # the client went away
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import importlib.util
 import io
 import os
 import subprocess
@@ -24,6 +25,11 @@ from emocam.contract import METADATA_KEY, ModelContract
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
+
+# The stream-lag benchmark's clip maker and loopback live server, shared with the stream tests.
+_spec = importlib.util.spec_from_file_location("stream_lag", Path(__file__).parents[1] / "scripts" / "stream_lag.py")
+stream_lag = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stream_lag)
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +115,6 @@ class Ran:
 def run_here(program: str, *args: object, cwd: Path | None = None) -> Ran:
     """``emocam`` or ``emotrain`` run in this process through the ``run`` their scripts call (without the scripts'
     silencing of native libraries and their signal handlers): the same exit code and lines, no interpreter start."""
-    import importlib
-
     out, err = io.StringIO(), io.StringIO()
     before = Path.cwd()
     try:
@@ -174,3 +178,11 @@ def tmpfs(folder: Path, size: str = "64k", read_only: bool = False,
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture(scope="session")
+def live_clip(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's faces as a 2 s H.264 clip, 320x180 at 30 fps with a key frame every half second, for a loopback
+    live stream (stream_lag.LoopServer)."""
+    return stream_lag.make_clip(tmp_path_factory.mktemp("stream") / "live.mp4", 320, 180, 30, 2.0, 15, source=clip)
+

@@ -21,6 +21,7 @@ import pytest
 import emocam
 from crafted import png
 from emocam.batch import INDEX, INDEX_COLUMNS
+from emocam.cli import EXIT_SOME_FAILED
 from conftest import tmpfs
 
 # The long-batch memory script's finder of a batch's worker processes, shared with the tests below.
@@ -119,13 +120,14 @@ def test_crafted_images_are_failed_rows_and_the_batch_goes_on(photo: Path, tiny_
     out = tmp_path / "out"
     # In a process of its own: without the checks these images abort the process that decodes them.
     result = batch(photo.parent, "--out-dir", out, *model_args(tiny_model), "--workers", workers)
-    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == EXIT_SOME_FAILED and "Traceback" not in result.stderr, result.stderr
     assert "this run: 1 done, 2 failed" in result.stdout
     rows = {Path(r["input"]).name: r for r in index_rows(out)}
     assert rows["face.jpg"]["status"] == "done"
     assert rows["thin.png"]["status"] == "failed" and "1x100000" in rows["thin.png"]["error"]
     assert rows["huge.png"]["status"] == "failed" and "12000x12000" in rows["huge.png"]["error"]
-    assert run(tiny_model, photo.parent, out=out, workers=workers) == {"skipped": 3}  # a rerun does not retry them
+    # A rerun does not retry them, and counts them.
+    assert run(tiny_model, photo.parent, out=out, workers=workers) == {"skipped": 3, "failed before": 2}
 
 
 def test_a_worker_killed_on_an_input_is_a_failed_row_and_the_batch_goes_on(clip: Path, tiny_model: Path,
@@ -139,7 +141,7 @@ def test_a_worker_killed_on_an_input_is_a_failed_row_and_the_batch_goes_on(clip:
     time.sleep(2.0)  # inside its first input (as the kernel's OOM killer would pick it)
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    assert proc.returncode == EXIT_SOME_FAILED and "Traceback" not in stderr, stderr
     rows = index_rows(out)
     assert len(rows) == 4 and sorted(r["input"] for r in rows) == sorted(str(p) for p in folder.iterdir())
     died = [r for r in rows if r["status"] == "failed"]
@@ -324,7 +326,7 @@ def test_an_unreadable_folder_is_a_failed_row(photo: Path, tiny_model: Path, tmp
         result = batch(photo.parent, "--out-dir", tmp_path / "out", *model_args(tiny_model), prefix=prefix)
     finally:
         locked.chmod(0o755)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_SOME_FAILED, result.stderr
     rows = {Path(r["input"]).name: r for r in index_rows(tmp_path / "out")}
     assert rows["face.jpg"]["status"] == "done"
     assert rows["locked"]["status"] == "failed" and "Permission denied" in rows["locked"]["error"]

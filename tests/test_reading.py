@@ -104,7 +104,7 @@ def test_the_reading_option_reaches_the_live_command_and_batch(tiny_model: Path,
                                     str(tiny_model), "--backend", "onnxruntime", "--reading", reading])
         assert batch.exit_code == 0, batch.output
         [row] = _rows(tmp_path / reading / "index.csv")
-        found[f"batch {reading}"] = (row["status"], row["faces"])
+        found[f"batch {reading}"] = (row["status"], row["face_rows"])
     # Live: the short-range model at 0.7 finds none of the small faces; stills: both ranges at 0.5, the largest kept.
     assert found == {"live": 0, "stills": 1, "batch live": ("no face", "0"), "batch stills": ("done", "1")}
 

@@ -32,6 +32,7 @@ pytest.importorskip("fastapi", reason="emocam's serve extra is not installed")
 
 import emocam  # noqa: E402
 from emocam.backends import open_backend  # noqa: E402
+from emocam.overlay import PALETTE  # noqa: E402
 from emocam.records import csv_cells  # noqa: E402
 from emocam.serve import Refused, ServeOptions  # noqa: E402
 from emocam.serve.analysis import SharedModel, analyze  # noqa: E402
@@ -370,7 +371,8 @@ def test_workers_share_the_port_and_sigterm_lets_requests_in_flight_end(clip: Pa
         for health in healths.values():
             assert health["options"] == {"model": str(tiny_model), "detector": "full", "min_score": 0.6,
                                          "backend": "onnxruntime", "device": 0, "tau": 0.7, "hysteresis": 0.2,
-                                         "batch_frames": 3, "reading": "stills"}
+                                         "batch_frames": 3, "reading": "stills", "max_frames": None,
+                                         "duration_s": None}
             assert health["model"] == "tiny.onnx" and health["threads"] == 1
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             flight = pool.submit(httpx.post, f"{server.url}/v1/analyze", content=clip.read_bytes(),
@@ -434,11 +436,15 @@ def test_the_mjpeg_stream_sends_annotated_frames(live: Server, clip: Path) -> No
     part = data.split(b"--frame")[1]
     image = cv2.imdecode(np.frombuffer(part.split(b"\r\n\r\n", 1)[1], np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (360, 640, 3)
-    # The overlay's fps counter, drawn in green at the top left, is not in the clip.
+    # The rate at which frames come, white on black at the top left as in the preview window, is not in the clip.
     first = cv2.VideoCapture(str(clip)).read()[1]
-    corner = (slice(4, 26), slice(4, 90))
-    green = lambda im: int(((im[corner][..., 1] > 200) & (im[corner][..., 0] < 80)).sum())  # noqa: E731
-    assert green(image) > 20 and green(first) == 0
+    corner = (slice(0, 16), slice(0, 46))
+    dark = lambda im: int((im[corner].max(axis=2) < 40).sum())  # noqa: E731
+    light = lambda im: int((im[corner].min(axis=2) > 180).sum())  # noqa: E731
+    assert dark(image) > 300 and light(image) > 5 and dark(first) == light(first) == 0
+    # The overlay: face 0's box, label and bars in its colour, which the clip does not hold.
+    coloured = lambda im: int((np.abs(im.astype(int) - PALETTE[0]).max(axis=2) < 40).sum())  # noqa: E731
+    assert coloured(image) > 500 and coloured(first) == 0
 
 
 def test_a_slow_upload_gets_408(live: Server) -> None:

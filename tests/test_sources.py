@@ -3,7 +3,6 @@ when they decode slower than they arrive, one-line errors."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import socket
@@ -17,13 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, csv_rows, run_command, run_here, says
+from conftest import SAMPLE, csv_rows, run_command, run_here, says, stream_lag
 from emocam.sources import LiveStream, SourceError, open_source
-
-# The stream-lag benchmark's clip maker and loopback live server, shared with the tests below.
-_spec = importlib.util.spec_from_file_location("stream_lag", Path(__file__).parents[1] / "scripts" / "stream_lag.py")
-stream_lag = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(stream_lag)
 
 
 def test_a_file_gives_every_frame_with_its_timestamp(shared: Path) -> None:
@@ -80,12 +74,6 @@ def test_a_file_that_is_not_a_video(tmp_path: Path) -> None:
 
 
 # --- live streams --------------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def live_clip(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample's faces as a 2 s H.264 clip, 320x180 at 30 fps with a key frame every half second."""
-    return stream_lag.make_clip(tmp_path_factory.mktemp("stream") / "live.mp4", 320, 180, 30, 2.0, 15, source=clip)
-
 
 class SlowDecoder(LiveStream):
     """A stream reader whose decoder takes 0.1 s more for each packet: a 30 fps stream arrives three times faster

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import emocam
-from conftest import SAMPLE
+from conftest import SAMPLE, stream_lag
 
 FPS = 30
 BURST_S = 0.25  # as ffmpeg's HTTP server sends an MPEG-TS: a burst of frames, then nothing for a quarter second
@@ -150,7 +150,7 @@ def test_the_stream_clock(case: str) -> None:
 
 
 def test_a_skip_to_the_next_key_frame_says_how_far_it_jumped(tmp_path: Path, capsys) -> None:
-    from test_sources import SlowDecoder, stream_lag
+    from test_sources import SlowDecoder
 
     clip = stream_lag.make_clip(tmp_path / "gop30.mp4", 320, 180, 30, 2.0, 30, source=SAMPLE)
     with stream_lag.LoopServer(clip) as server, SlowDecoder(server.url) as source:

@@ -14,6 +14,7 @@ import typer
 from emocam.backends import MAX_BATCH, OPT_BATCH
 # Declared once, for both commands.
 from emocam.cli import EXIT_SIGNALLED, EXIT_USER_ERROR, BackendOpt, ReadingOpt
+from emocam.extras import missing, optional
 
 from .config import PRESETS, StageConfig
 from .targets import TARGET_READING
@@ -326,6 +327,11 @@ def run(argv: list[str] | None = None) -> int:
     except typer.TyperException as e:  # bad or missing options and arguments (no arguments: the help, printed)
         if e.format_message():
             print(f"emotrain: error: {e.format_message()}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ModuleNotFoundError as e:  # emocam installed without the training extra (pip install emocam)
+        if not optional(e):
+            raise
+        print(f"emotrain: error: {missing(e.name)} (or make setup-train in a checkout)", file=sys.stderr)
         return EXIT_USER_ERROR
     return code if isinstance(code, int) else 0
 

@@ -14,6 +14,8 @@ from typing import AsyncIterator, Iterator
 import cv2
 
 from .. import Faces, Frame, Recognizer, Sink, Source, SourceError, open_source, records
+from ..overlay import annotate_rate
+from ..sinks import Rate
 
 # Seconds between tries to reopen a camera or stream that failed or went away.
 RECONNECT_S = 2.0
@@ -57,7 +59,8 @@ class Paced(Source):
 
 class Broadcast(Sink):
     """The live frames for their watchers on the event loop: each frame's records as an event, and its picture with
-    the overlay (drawn by the pipeline, as for the preview window) as a JPEG, encoded only while someone watches."""
+    the overlay (drawn by the pipeline) and the rate at which frames come, as in the preview window, as a JPEG, encoded
+    only while someone watches."""
 
     overlay = True
 
@@ -67,16 +70,19 @@ class Broadcast(Sink):
         self._loop = loop
         self._watchers: dict[str, set[asyncio.Queue]] = {FRAME: set(), EVENT: set()}
         self._start = time.monotonic()
+        self._rate = Rate()
 
     def write(self, frame: Frame, faces: Faces) -> None:
         self.frames += 1
+        fps = self._rate.tick()
         event = {"t": round(time.monotonic() - self._start, 3), "frame": frame.index,
                  "timestamp_s": round(frame.timestamp_s, 4),
                  "stream_s": None if frame.stream_s is None else round(frame.stream_s, 4),
                  "records": records(frame, faces, self.classes)}
         self.send(EVENT, ("records", json.dumps(event)))
         if self._watchers[FRAME]:
-            ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            image = frame.image if fps is None else annotate_rate(frame.image.copy(), fps)
+            ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if ok:
                 self.send(FRAME, jpeg.tobytes())
 

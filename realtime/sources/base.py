@@ -84,6 +84,8 @@ class Source:
     frame_count: int | None
     decode_s: float
     frame_bytes: int | None = None
+    # A live source that ended in order (a finite stream): its frames are all read, and that is no error.
+    ended: bool = False
 
     def __iter__(self) -> Iterator[Frame]:
         """The frames in order; a live source raises SourceError when the camera or stream goes away."""

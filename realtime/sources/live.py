@@ -64,9 +64,13 @@ class LiveSource(Source):
     def decode_s(self) -> float:
         return self._read_s + self._image_s
 
+    def age_s(self, frame: Frame) -> float:
+        """Seconds since ``frame`` was read from the source: how far what is shown or written now lags behind it."""
+        return time.monotonic() - self._start - frame.timestamp_s
+
     def _read(self) -> Iterator[tuple[object, float | None]]:
         """Decoded pictures in order with their time on the source's own clock (None where it has none); ends when
-        the source does, or raises SourceError with what went wrong."""
+        the source ends in order, or raises SourceError with what went wrong."""
         raise NotImplementedError
 
     def _image(self, picture: object) -> np.ndarray:
@@ -88,7 +92,10 @@ class LiveSource(Source):
                 try:
                     picture, stream_s = next(pictures)
                 except StopIteration:
-                    raise SourceError(f"{self.name} disconnected (no more frames)") from None
+                    with self._cond:
+                        self.ended = not self._stop.is_set()
+                        self._cond.notify_all()
+                    return
                 finally:
                     self._read_s += time.perf_counter() - t0
                 timestamp = self._timestamp(stream_s, time.monotonic() - self._start)
@@ -111,7 +118,7 @@ class LiveSource(Source):
         while True:
             with self._cond:
                 waiting = time.monotonic()
-                while not (self._stop.is_set() or self._error is not None
+                while not (self._stop.is_set() or self._error is not None or self.ended
                            or (self._latest is not None and self._latest[0] > last)):
                     # A stream that skips packets to catch up is alive though it sends no frame for a while.
                     idle = time.monotonic() - max(self._active, waiting)
@@ -120,9 +127,11 @@ class LiveSource(Source):
                     self._cond.wait(self._stall_s - idle)
                 if self._stop.is_set():
                     return
-                # Deliver what was grabbed before a disconnect, then report it.
+                # Deliver what was grabbed before the end or a disconnect, then end or report it.
                 if self._latest is None or self._latest[0] <= last:
-                    raise self._error
+                    if self._error is not None:
+                        raise self._error
+                    return
                 index, timestamp, stream_s, picture = self._latest
             t0 = time.perf_counter()
             image = self._image(picture)
@@ -147,8 +156,8 @@ class LiveCapture(LiveSource):
     def _read(self) -> Iterator[tuple[np.ndarray, float | None]]:
         while True:
             ok, image = self._cap.read()
-            if not ok:
-                return
+            if not ok:  # a camera has no end of its own: it was unplugged or taken
+                raise SourceError(f"{self.name} disconnected (no more frames)")
             problem = size_problem(image.shape[1], image.shape[0])
             if problem:
                 raise SourceError(f"{self.name} sends frames of {problem}")
@@ -204,7 +213,9 @@ class LiveStream(LiveSource):
             t0 = time.monotonic()
             try:
                 packet = next(packets)
-            except StopIteration:
+            except StopIteration:  # the stream ended in order: the frames still inside the decoder, then the end
+                for frame in self._decode(None):
+                    yield frame, frame.time
                 return
             except av.error.ExitError:  # the read timeout cut it short
                 raise SourceError(f"{self.name} sent no frame for {self._stall_s:g} s") from None
@@ -235,8 +246,9 @@ class LiveStream(LiveSource):
                     self._start_skipping(late, live_lag.stream_s if frame.time is None else frame.time)
                     skipping = True
 
-    def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
-        """The frames that ``packet`` completes; none where its data is damaged (it counts as dropped)."""
+    def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:
+        """The frames that ``packet`` completes (None: those the decoder still holds); none where its data is damaged
+        (it counts as dropped)."""
         try:
             return self._video.codec_context.decode(packet)
         except av.error.FFmpegError:

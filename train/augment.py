@@ -77,9 +77,10 @@ HEAD_RADIUS = 1.1
 MAX_TURN = 60.0
 
 
-def turned_like(x: torch.Tensor, gen: torch.Generator, share: float, crop: CropSpec,
-                max_yaw: float = MAX_TURN) -> torch.Tensor:
-    """``share`` of the faces turned in depth by a random yaw up to ``max_yaw`` degrees, then cropped again the way
+def turned_like(x: torch.Tensor, gen: torch.Generator, share: float, crop: CropSpec, max_yaw: float = MAX_TURN,
+                min_yaw: float = 0.0) -> torch.Tensor:
+    """``share`` of the faces turned in depth by a random yaw of ``min_yaw`` to ``max_yaw`` degrees, either way, then
+    cropped again the way
     the live side crops a turned face: by its projected eyes, whose distance shrinks as the head turns.
 
     The face is texture on a cylinder (``HEAD_RADIUS`` eye distances) through the eye midpoint: a point at angle phi
@@ -89,7 +90,7 @@ def turned_like(x: torch.Tensor, gen: torch.Generator, share: float, crop: CropS
     n = x.shape[0]
     pick = torch.rand(n, generator=gen) < share
     sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    yaw = torch.rand(n, generator=gen) * math.radians(max_yaw) * sign
+    yaw = (torch.rand(n, generator=gen) * (max_yaw - min_yaw) + min_yaw) * math.pi / 180 * sign
     if not pick.any():
         return x
     yaw = torch.where(pick, yaw, torch.zeros(n))

@@ -51,6 +51,14 @@ def enlarge(image: np.ndarray, side: int = MIN_SIDE) -> np.ndarray:
     return cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
 
 
+# With both ranges, the frames of a video run the full range only where it adds faces: on every PROBE_EVERY-th
+# frame, and on every frame for FULL_HOLD frames after the full range found a face that the short range missed. A
+# close face alone then costs the short range's time; a far face that comes into view is found within
+# PROBE_EVERY frames and kept while it is there.
+PROBE_EVERY = 15
+FULL_HOLD = 30
+
+
 class FaceDetector:
     """Every face in a BGR frame, with its box, score and the two eye centres from BlazeFace's keypoints."""
 
@@ -63,25 +71,48 @@ class FaceDetector:
         selections = {"short": [0], "full": [1], "both": [0, 1]}[range]
         self._models = [mp.solutions.face_detection.FaceDetection(model_selection=s, min_detection_confidence=min_score)
                         for s in selections]
+        self.reset()
 
-    def __call__(self, frame: np.ndarray) -> Faces:
-        """Detect faces in a BGR uint8 frame."""
+    def reset(self) -> None:
+        """Start a new video: its first frame runs both ranges."""
+        self._frame = 0  # the next video frame's index, and the last one on which the full range runs regardless
+        self._full_until = -1
+
+    def __call__(self, frame: np.ndarray, still: bool = True, min_score: float | None = None) -> Faces:
+        """Faces in a BGR uint8 frame: a still image, or (``still`` False) a frame of a video, for which both ranges
+        run the full range only where it adds faces (PROBE_EVERY, FULL_HOLD). ``min_score`` (default: the
+        detector's) is the lowest score kept; it cannot be lower than the detector's."""
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        h, w = frame.shape[:2]
+        least = self.min_score if min_score is None else max(min_score, self.min_score)
+        found = self._detect(self._models[0], rgb, least)
+        if len(self._models) == 1:
+            return found
+        if not still:
+            index, self._frame = self._frame, self._frame + 1
+            if index > self._full_until and index % PROBE_EVERY:
+                return found
+        far = self._detect(self._models[1], rgb, least)
+        both = Faces(np.concatenate([found.boxes, far.boxes]), np.concatenate([found.scores, far.scores]),
+                     np.concatenate([found.eyes, far.eyes]), keypoints=np.concatenate([found.keypoints, far.keypoints]))
+        both = both.subset(nms(both.boxes, both.scores))
+        if not still and len(both) > len(found):
+            self._full_until = index + FULL_HOLD
+        return both
+
+    @staticmethod
+    def _detect(model, rgb: np.ndarray, min_score: float) -> Faces:
+        """The faces one BlazeFace model finds in an RGB frame, at ``min_score`` or above."""
+        h, w = rgb.shape[:2]
         boxes, scores, keypoints = [], [], []
-        for model in self._models:
-            for det in model.process(rgb).detections or ():
-                rb = det.location_data.relative_bounding_box
-                boxes.append((rb.xmin * w, rb.ymin * h, rb.width * w, rb.height * h))
-                scores.append(det.score[0])
-                keypoints.append([(p.x * w, p.y * h) for p in det.location_data.relative_keypoints])
-        if not boxes:
-            return Faces.empty()
-        keypoints = np.array(keypoints, np.float32)
+        for det in model.process(rgb).detections or ():
+            rb = det.location_data.relative_bounding_box
+            boxes.append((rb.xmin * w, rb.ymin * h, rb.width * w, rb.height * h))
+            scores.append(det.score[0])
+            keypoints.append([(p.x * w, p.y * h) for p in det.location_data.relative_keypoints])
+        keypoints = np.array(keypoints, np.float32).reshape(-1, 6, 2)
         faces = Faces(np.array(boxes), np.array(scores), left_first(keypoints[:, :2]), keypoints=keypoints)
         # mediapipe's own min_detection_confidence does not filter these graphs, so filter here.
-        faces = faces.subset(faces.scores >= self.min_score)
-        return faces if len(self._models) == 1 else faces.subset(nms(faces.boxes, faces.scores))
+        return faces.subset(faces.scores >= min_score)
 
     def close(self) -> None:
         for model in self._models:

@@ -101,8 +101,7 @@ def read_faces(image: np.ndarray, reading: FaceReading, detect: Callable[[np.nda
     gate's verdict: (the image they were read in, which is ``image`` or its enlarged copy, and the faces in that
     image's pixels)."""
     seen = enlarge(image) if reading.enlarge else image
-    found = detect(seen)
-    found = found.subset(found.scores >= reading.score(still))
+    found = detect(seen) if still else detect(seen, still=False, min_score=reading.score(still=False))
     # Which face is kept depends only on the detector's boxes and scores, so the others skip the landmarks.
     return seen, gate(landmarks(seen, reading.choose(found)))
 

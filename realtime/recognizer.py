@@ -152,9 +152,9 @@ class Recognizer:
         self._busy: str | None = None  # "call" or "stream" while one runs
         self._closed = False
         with quiet_stderr():
-            face_detector = self._stack.enter_context(self.reading.open_detector())
+            self._detector = self._stack.enter_context(self.reading.open_detector())
             landmarker = self._stack.enter_context(Landmarker())
-            self.pipeline = Pipeline(face_detector, engine, Tracker(), Smoother(tau_s=tau, hysteresis=hysteresis),
+            self.pipeline = Pipeline(self._detector, engine, Tracker(), Smoother(tau_s=tau, hysteresis=hysteresis),
                                      landmarker=landmarker, reading=self.reading)
             self.pipeline.warmup()
 
@@ -191,6 +191,7 @@ class Recognizer:
                 self._stack.close()
 
     def _reset(self) -> None:
+        self._detector.reset()
         self.pipeline.tracker.reset()
         self.pipeline.smoother.reset()
 

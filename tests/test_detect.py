@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emocam.detect import FaceDetector, nms
+from emocam.detect import PROBE_EVERY, FaceDetector, nms
 from emocam.sources import open_source
 
 
@@ -30,6 +30,23 @@ def test_no_face_in_a_clip_without_faces(shared: Path) -> None:
     with FaceDetector() as detector:
         counts = face_counts(shared / "videos" / "no_face.mp4", detector)
     assert len(counts) > 80 and counts.sum() == 0
+
+
+def test_video_frames_run_the_full_range_where_it_adds_faces(shared: Path) -> None:
+    """With both ranges, a video's frames run the full range on its first frame, every PROBE_EVERY-th frame and,
+    once it found faces the short range misses, on every frame while they are there: a group that comes into view
+    after a close face is found at the next probe and kept; a still image always runs both ranges."""
+    close = cv2.imread(str(shared / "images" / "single_face.jpg"))
+    group = cv2.imread(str(shared / "images" / "multi_face.jpg"))  # five small faces the short range misses at 0.7
+    frames = [close] * 20 + [group] * 40
+    with FaceDetector("both", 0.5) as detector:
+        counts = [len(detector(frame, still=False, min_score=0.7)) for frame in frames]
+        assert len(detector(group, min_score=0.7)) == 5
+        detector.reset()
+        assert len(detector(group, still=False, min_score=0.7)) == 5  # a new video's first frame runs both
+    assert counts[:20] == [1] * 20
+    probe = 2 * PROBE_EVERY  # the first probe after the group comes into view at frame 20
+    assert counts[20:probe] == [0] * (probe - 20) and counts[probe:] == [5] * (60 - probe)
 
 
 @pytest.mark.parametrize("range", ["full", "both"])

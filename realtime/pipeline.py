@@ -25,7 +25,7 @@ from .gate import Gate
 from .landmarks import Landmarker
 from .overlay import Overlay
 from .predictor import BatchedPredictor
-from .reading import FaceReading, in_original, read_faces, resolve_reading
+from .reading import FaceReading, crop_source, in_original, read_faces, resolve_reading
 from .sinks import Sink
 from .smooth import Smoother
 from .sources import Source, frames_within
@@ -180,7 +180,8 @@ class Pipeline:
         self.tracker.update(faces, frame.timestamp_s)
         t1 = time.perf_counter()
         pre = self.backend.contract.pre
-        crops = [crop_face(frame.image, e[0], e[1], pre) for e in faces.eyes]
+        image, eyes = crop_source(frame.image, faces.eyes, self.reading)
+        crops = [crop_face(image, e[0], e[1], pre) for e in eyes]
         faces.crops = np.stack(crops) if crops else np.zeros((0, pre.size, pre.size), np.uint8)
         batch = to_tensor(faces.crops, pre)
         timings.seconds["track"] += t1 - t0

@@ -106,6 +106,15 @@ def read_faces(image: np.ndarray, reading: FaceReading, detect: Callable[[np.nda
     return seen, gate(landmarks(seen, reading.choose(found)))
 
 
+def crop_source(image: np.ndarray, eyes: np.ndarray, reading: FaceReading) -> tuple[np.ndarray, np.ndarray]:
+    """The image to crop faces from and their eye centres in it: a small image's enlarged copy where ``reading``
+    enlarges, so that its faces are cropped as training and ``emotrain evaluate`` crop them; else ``image``."""
+    scale, border = enlargement(image.shape)
+    if not reading.enlarge or border == 0:
+        return image, eyes
+    return enlarge(image), eyes * scale + border
+
+
 def in_original(faces: Faces, shape: tuple[int, ...]) -> Faces:
     """Faces read in the enlarged copy of an image of ``shape`` (``enlarge``) moved back to the image's own pixels."""
     scale, border = enlargement(shape)

@@ -84,6 +84,25 @@ def test_an_enlarged_reading_gives_faces_in_the_images_own_pixels(tiny_model: Pa
     assert ((faces.eyes >= 0) & (faces.eyes <= 48)).all()
 
 
+def test_small_photos_are_cropped_as_training_crops_them(tiny_model: Path, shared: Path, tmp_path: Path) -> None:
+    """A 48 px photo's faces are found in its enlarged copy; Recognizer crops them from that copy too, as
+    load_target (training, emotrain evaluate) does, so the model sees the same face either way."""
+    from emocam.contract import read_contract
+    from emocam.train.targets import load_target
+
+    folder = tmp_path / "set" / "happy"
+    folder.mkdir(parents=True)
+    photos = sorted((shared / "ckplus48" / "val" / "happy").glob("*.png"))[:4]
+    for photo in photos:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    trained, _ = load_target(folder.parent, read_contract(tiny_model).pre)
+    with Recognizer(tiny_model, backend="onnxruntime") as rec:
+        live = np.stack([rec(folder / photo.name).crops[0] for photo in photos])
+    assert live.shape == trained.images.shape
+    diff = np.abs(live.astype(int) - trained.images.astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
 def _rows(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))

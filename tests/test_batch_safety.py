@@ -130,15 +130,21 @@ def test_crafted_images_are_failed_rows_and_the_batch_goes_on(photo: Path, tiny_
     assert run(tiny_model, photo.parent, out=out, workers=workers) == {"skipped": 3, "failed before": 2}
 
 
-def test_a_worker_killed_on_an_input_is_a_failed_row_and_the_batch_goes_on(clip: Path, tiny_model: Path,
+def test_a_worker_killed_on_an_input_is_a_failed_row_and_the_batch_goes_on(shared: Path, tiny_model: Path,
                                                                           tmp_path: Path) -> None:
-    folder = copies(clip, tmp_path / "clips", 4)
+    # Clips of several seconds each, so that both workers are inside an input when one is killed.
+    folder = copies(shared / "videos" / "WolfgangLanger_Pexels.mp4", tmp_path / "clips", 4)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "emocam.cli", "batch", folder, "--out-dir", out,
                              *model_args(tiny_model), "--workers", "2"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     victim = wait_for_workers(proc.pid, 2)[0]
-    time.sleep(2.0)  # inside its first input (as the kernel's OOM killer would pick it)
+    deadline = time.monotonic() + 120
+    # Each input being written has its partial files: wait until both workers are inside one, then kill one of them
+    # (as the kernel's OOM killer would pick it).
+    while len({p.name.split(".")[0] for p in out.glob("*.partial*")}) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "the workers did not start their inputs"
+        time.sleep(0.05)
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == EXIT_SOME_FAILED and "Traceback" not in stderr, stderr

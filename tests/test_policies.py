@@ -12,7 +12,8 @@ from test_layout import module_files
 # The policies the package declares once each, by the name of the constant that holds it.
 POLICIES = ("MAX_BATCH", "OPT_BATCH", "TIMED_BATCHES", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "RANGE", "RANGES",
             "MIN_SCORE", "TAU_S", "HYSTERESIS", "READINGS", "DEFAULT_READING", "TARGET_READING", "EXIT_USER_ERROR",
-            "ENDED_EARLY", "EXIT_SIGNALLED", "PRESETS", "CLASSES")
+            "ENDED_EARLY", "EXIT_SIGNALLED", "EXIT_SOME_FAILED", "PRESETS", "CLASSES", "MAX_PIXELS", "MAX_ASPECT",
+            "PROBE_EVERY", "FULL_HOLD")
 
 
 def test_each_policy_constant_is_assigned_in_one_module_and_images_are_read_by_one_function() -> None:

@@ -37,6 +37,7 @@ from emocam.records import csv_cells  # noqa: E402
 from emocam.serve import Refused, ServeOptions  # noqa: E402
 from emocam.serve.analysis import SharedModel, analyze  # noqa: E402
 from emocam.serve.uploads import Deadline, Scratch, Upload  # noqa: E402
+from emocam.sources import MAX_ASPECT  # noqa: E402
 from conftest import run_command, says  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
@@ -247,7 +248,7 @@ def bad_inputs(shared: Path, clip: Path, tmp_path_factory: pytest.TempPathFactor
         "huge, no length": (413, "--max-upload-mb", dict(content=iter([b"\0" * 500_000] * 6), headers=image)),
         "too many pixels": (413, "--max-megapixels", dict(content=png(5000, 5000), headers={"Content-Type": "image/png"})),
         "decompression bomb": (413, "megapixels", dict(content=png(32000, 32000), headers={"Content-Type": "image/png"})),
-        "a thin strip": (400, "20:1", dict(content=thin, headers={"Content-Type": "image/png"})),
+        "a thin strip": (400, f"{MAX_ASPECT}:1", dict(content=thin, headers={"Content-Type": "image/png"})),
         "wrong content type": (415, "text/plain", dict(content=jpeg, headers={"Content-Type": "text/plain"})),
         "json": (415, "application/json", dict(json={"path": str(shared / "images" / "multi_face.jpg")})),
         "no content type": (415, "Content-Type", dict(content=jpeg)),

@@ -21,12 +21,10 @@ from PIL import Image, UnidentifiedImageError
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
+from ..sources import MAX_ASPECT  # a strip thinner than this has no face and brings the detector down
 from .config import Refused, ServeOptions
 
 ACCEPTED = "image/*, video/*, application/octet-stream, or multipart/form-data with one file"
-# Images thinner than this ratio of their sides are refused before decoding: a 1 x 100000 strip has no face and
-# brings the face detector down.
-MAX_ASPECT = 20
 
 
 @dataclass

@@ -20,6 +20,7 @@ import numpy as np
 
 from .align import crop_face, to_tensor
 from .backends import Backend
+from .detect import FaceDetector
 from .faces import Faces, Frame
 from .gate import Gate
 from .landmarks import Landmarker
@@ -62,7 +63,7 @@ class Timings:
 class Pipeline:
     """Runs a source through detector, tracker, model and smoother into sinks."""
 
-    def __init__(self, detector: Callable[[np.ndarray], Faces], backend: Backend, tracker: Tracker | None = None,
+    def __init__(self, detector: FaceDetector, backend: Backend, tracker: Tracker | None = None,
                  smoother: Smoother | None = None, queue_size: int = 4, landmarker: Landmarker | None = None,
                  gate: Gate | None = None, reading: FaceReading | None = None) -> None:
         self.detector = detector

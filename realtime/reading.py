@@ -59,7 +59,7 @@ class FaceReading:
         return faces.subset([int(np.argmax(rank))])
 
 
-# Chosen by measurement (python scripts/readings.py ../shared/data): both ranges find close portraits and far faces
+# Chosen by measurement (scripts/readings.py, docs/results.md): both ranges find close portraits and far faces
 # alike (the short range at 0.7 finds none of multi_face.jpg's five, the full range alone a fifth of wild/val's
 # portraits); in photos a score of 0.5 finds a face in 98.9% of wild/val's (0.7: 84.5%); in video 0.5 and 0.6 let
 # clouds in no_face.mp4 through as faces (4 and 1), 0.7 none.
@@ -95,14 +95,14 @@ def resolve_reading(reading: str | FaceReading | None = None, **overrides: objec
     return replace(reading, **given) if given else reading
 
 
-def read_faces(image: np.ndarray, reading: FaceReading, detect: Callable[[np.ndarray], Faces],
+def read_faces(image: np.ndarray, reading: FaceReading, detect: FaceDetector,
                landmarks: Callable[[np.ndarray, Faces], Faces],
                gate: Callable[[Faces], Faces], still: bool = True) -> tuple[np.ndarray, Faces]:
     """The faces of a BGR image (``still``, or a frame of a video) as ``reading`` says, with landmarks, pose and the
     gate's verdict: (the image they were read in, which is ``image`` or its enlarged copy, and the faces in that
     image's pixels)."""
     seen = enlarge(image) if reading.enlarge else image
-    found = detect(seen) if still else detect(seen, still=False, min_score=reading.score(still=False))
+    found = detect(seen, still=still, min_score=reading.score(still))
     # Which face is kept depends only on the detector's boxes and scores, so the others skip the landmarks.
     return seen, gate(landmarks(seen, reading.choose(found)))
 

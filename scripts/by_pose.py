@@ -18,15 +18,17 @@ import numpy as np
 
 from emocam import Recognizer
 from emocam.reading import DEFAULT_READING, READINGS
+from emocam.train.metrics import scores
 
 EDGES = (0.0, 15.0, 30.0, 45.0, 60.0, 90.0)  # |yaw| groups, degrees
 
 
-def scores(truth: np.ndarray, pred: np.ndarray, raw: np.ndarray) -> dict:
-    """Faces, coverage, accuracy (gated: -1, wrong), mean recall over the classes present, raw accuracy."""
-    recall = [float((pred[truth == c] == c).mean()) for c in np.unique(truth)]
-    return {"faces": int(len(truth)), "coverage": float((pred >= 0).mean()), "accuracy": float((pred == truth).mean()),
-            "mean_recall": float(np.mean(recall)), "raw_accuracy": float((raw == truth).mean())}
+def figures(truth: np.ndarray, label: np.ndarray, raw: np.ndarray) -> dict:
+    """Faces, coverage, accuracy (gated faces, label -1, count as wrong), mean recall over the classes present, and
+    the accuracy of the raw answer."""
+    gated = scores(truth, label, passed=label >= 0)
+    return {"faces": gated["n"], "coverage": gated["coverage"], "accuracy": gated["accuracy"],
+            "mean_recall": gated["mean_recall"], "raw_accuracy": scores(truth, raw)["accuracy"]}
 
 
 def main() -> None:
@@ -51,14 +53,14 @@ def main() -> None:
                              int(np.argmax(faces.probs[i]))))
         reading = rec.reading.to_dict()
     yaw, truth, pred, raw = (np.array(c) for c in zip(*rows))
-    overall = {"images": images, "found": len(rows) / images, **scores(truth, pred, raw)}
+    overall = {"images": images, "found": len(rows) / images, **figures(truth, pred, raw)}
     print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in overall.items()))
     print(f"{'|yaw|':>9} {'faces':>6} {'coverage':>9} {'accuracy':>9} {'mean recall':>12} {'raw accuracy':>13}")
     groups = []
     for lo, hi in zip(EDGES[:-1], EDGES[1:]):
         m = (yaw >= lo) & (yaw < hi)
         if m.any():
-            row = {"yaw": [lo, hi], **scores(truth[m], pred[m], raw[m])}
+            row = {"yaw": [lo, hi], **figures(truth[m], pred[m], raw[m])}
             groups.append(row)
             print(f"{lo:>4.0f}-{hi:<4.0f} {row['faces']:>6} {row['coverage']:>9.3f} {row['accuracy']:>9.3f} "
                   f"{row['mean_recall']:>12.3f} {row['raw_accuracy']:>13.3f}")

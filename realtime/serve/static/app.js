@@ -208,12 +208,20 @@ function drawAnnotated(file, records) {
     ctx.drawImage(image, 0, 0);
     const line = Math.max(2, image.naturalWidth / 300);
     ctx.lineWidth = line;
-    ctx.font = "bold " + Math.max(12, image.naturalWidth / 28) + "px system-ui, sans-serif";
+    ctx.textBaseline = "top";
     for (const r of records) {
       const k = r.label !== null ? classes.indexOf(r.label) : -1;
       ctx.strokeStyle = ctx.fillStyle = k >= 0 ? colour(k) : "#8b949e";
       ctx.strokeRect(r.x, r.y, r.w, r.h);
-      ctx.fillText("#" + r.face_id + " " + labelOf(r), r.x, Math.max(r.y - 2 * line, 12));
+      // The label sized by its face, on a solid tag above the box (below it at the image's top edge), so that
+      // neighbouring faces' labels stay apart and legible on any background.
+      const size = Math.max(12, Math.round(r.w / 6)), pad = Math.round(size / 5);
+      ctx.font = "bold " + size + "px system-ui, sans-serif";
+      const text = "#" + r.face_id + " " + labelOf(r);
+      const height = size + 2 * pad, top = r.y - height >= 0 ? r.y - height : r.y + r.h;
+      ctx.fillRect(r.x - line / 2, top, ctx.measureText(text).width + 2 * pad, height);
+      ctx.fillStyle = "#111";
+      ctx.fillText(text, r.x - line / 2 + pad, top + pad);
     }
     canvas.hidden = false;
     URL.revokeObjectURL(image.src);

@@ -6,7 +6,6 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -81,7 +80,7 @@ class SharedModel:
 
 def recognizer(options: Options, model: SharedModel | None = None) -> Recognizer:
     """A Recognizer with ``options``; with ``model``, its faces go to that shared model."""
-    rec = Recognizer(**asdict(options))
+    rec = Recognizer(**vars(options))  # not asdict: that would turn a FaceReading given as the reading into a dict
     if model is not None:
         rec.pipeline.backend = model
     return rec

@@ -13,7 +13,6 @@ import warnings
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from functools import partial
-from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from typing import Any, AsyncIterator
 
@@ -27,6 +26,7 @@ from PIL import Image
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from ..provenance import VERSION
 from ..records import schema
 from .analysis import Analysts, analyze, recognizer
 from .config import Refused, ServeOptions
@@ -105,13 +105,6 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {
                                        "required": ["file"]}}}}}
 
 
-def emocam_version() -> str:
-    try:
-        return version("emocam")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 bearer = HTTPBearer(auto_error=False, description="the server's --token, where it was started with one")
 
 
@@ -176,7 +169,7 @@ def create_app(options: ServeOptions, analysts: Analysts | None = None) -> FastA
             state.analysts.close()
             state.scratch.close()
 
-    app = FastAPI(title="emocam", version=emocam_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
+    app = FastAPI(title="emocam", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None, description="Facial emotion recognition: the records of an image or a short "
                   "video, and one live source's annotated video and events.")
     app.state.options = options
@@ -233,7 +226,7 @@ def api_routes(app: FastAPI) -> APIRouter:
         state = request.app.state
         analysts: Analysts = state.analysts
         rec = analysts.recognizers[0]
-        return {"status": "ok", "version": emocam_version(), "model": rec.options.model_path.name,
+        return {"status": "ok", "version": VERSION, "model": rec.options.model_path.name,
                 "backend": analysts.model.name, "classes": list(rec.classes),
                 "uptime_s": round(time.monotonic() - state.started, 1), "pid": os.getpid(),
                 "options": {k: None if v is None else str(v) if k == "model" else v

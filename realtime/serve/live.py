@@ -75,11 +75,12 @@ class Broadcast(Sink):
     def write(self, frame: Frame, faces: Faces) -> None:
         self.frames += 1
         fps = self._rate.tick()
-        event = {"t": round(time.monotonic() - self._start, 3), "frame": frame.index,
-                 "timestamp_s": round(frame.timestamp_s, 4),
-                 "stream_s": None if frame.stream_s is None else round(frame.stream_s, 4),
-                 "records": records(frame, faces, self.classes)}
-        self.send(EVENT, ("records", json.dumps(event)))
+        if self._watchers[EVENT]:  # the records only for someone who watches them
+            event = {"t": round(time.monotonic() - self._start, 3), "frame": frame.index,
+                     "timestamp_s": round(frame.timestamp_s, 4),
+                     "stream_s": None if frame.stream_s is None else round(frame.stream_s, 4),
+                     "records": records(frame, faces, self.classes)}
+            self.send(EVENT, ("records", json.dumps(event)))
         if self._watchers[FRAME]:
             image = frame.image if fps is None else annotate_rate(frame.image.copy(), fps)
             ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
-from ..sources import MAX_ASPECT  # a strip thinner than this has no face and brings the detector down
+from ..sources import size_problem
 from .config import Refused, ServeOptions
 
 ACCEPTED = "image/*, video/*, application/octet-stream, or multipart/form-data with one file"
@@ -119,9 +119,9 @@ def image_size(data: bytes, options: ServeOptions) -> tuple[int, int] | None:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             check_pixels(width, height, "image", options)
-            if max(width, height) > MAX_ASPECT * min(width, height):
-                raise Refused(400, f"the image is {width} x {height} pixels: sides further apart than {MAX_ASPECT}:1 "
-                                   f"are refused")
+            problem = size_problem(width, height)  # too thin, or a side longer than any frame may have
+            if problem is not None:
+                raise Refused(400, f"the image is {problem}")
             image.draft(None, (max(1, width // 8), max(1, height // 8)))
             image.load()
     except Image.DecompressionBombError:

@@ -3,6 +3,11 @@
 The crop follows Ng et al. (ICMI 2015): rotate so that the eye centres are level; with e2e the distance
 between them, take from the left eye centre minus ``side`` e2e to the right eye centre plus ``side`` e2e,
 and from ``top`` e2e above the eye line to ``bottom`` e2e below it; grayscale; min-max stretch to [0, 255].
+
+A face turned by a yaw shows its eyes closer, by cos(yaw), while its height stays: with ``CropSpec.yaw_height`` the
+vertical margins are taken in the eye distance the face has frontally, e2e / cos(yaw), so that a turned face is
+cropped from brow to chin as a frontal one is, and stretched across to a frontal face's width (at yaw 0: the paper's
+crop). Without it, a turned face's crop is a magnified patch of eyes and nose with the mouth below its edge.
 """
 
 from __future__ import annotations
@@ -22,9 +27,14 @@ class CropSpec:
     side: float = 0.863
     top: float = 1.074
     bottom: float = 1.653
+    yaw_height: bool = True  # vertical margins in the frontal eye distance; models made before it have it off
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CropSpec":
+        return cls(float(d["side"]), float(d["top"]), float(d["bottom"]), bool(d.get("yaw_height", False)))
 
 
 @dataclass(frozen=True)
@@ -52,13 +62,19 @@ class Preprocess:
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
         return cls(size=int(d["size"]), channels=int(d["channels"]), mean=float(d["mean"]),
-                   std=float(d["std"]), crop=CropSpec(**{k: float(v) for k, v in d["crop"].items()}))
+                   std=float(d["std"]), crop=CropSpec.from_dict(d["crop"]))
 
 
-def crop_matrix(left_eye: np.ndarray, right_eye: np.ndarray, size: int, crop: CropSpec) -> np.ndarray:
+# The turn beyond which the vertical margins stop growing (cos 70 degrees: about three times a frontal face's).
+MAX_YAW_FRAMED = 70.0
+
+
+def crop_matrix(left_eye: np.ndarray, right_eye: np.ndarray, size: int, crop: CropSpec,
+                yaw: float = 0.0) -> np.ndarray:
     """2x3 affine matrix mapping output pixel (u, v) of a ``size`` x ``size`` crop to source image (x, y).
 
-    ``left_eye`` is the eye centre with the smaller x in the image (the subject's right eye).
+    ``left_eye`` is the eye centre with the smaller x in the image (the subject's right eye); ``yaw`` the head's turn
+    in degrees (NaN: unknown, taken as frontal), used where ``crop.yaw_height`` is on.
     """
     left = np.asarray(left_eye, np.float64)
     right = np.asarray(right_eye, np.float64)
@@ -67,11 +83,13 @@ def crop_matrix(left_eye: np.ndarray, right_eye: np.ndarray, size: int, crop: Cr
     if e2e < 1e-6:
         raise ValueError("eye centres coincide; cannot align the face")
     cos, sin = d / e2e
+    turn = min(abs(float(yaw)), MAX_YAW_FRAMED) if crop.yaw_height and np.isfinite(yaw) else 0.0
+    tall = e2e / np.cos(np.radians(turn))  # the eye distance the face has frontally, for the vertical margins
     # Crop rectangle in the eye-aligned frame, origin at the left eye, x along the eye line.
     x0 = -crop.side * e2e
-    y0 = -crop.top * e2e
+    y0 = -crop.top * tall
     sx = (1 + 2 * crop.side) * e2e / size
-    sy = (crop.top + crop.bottom) * e2e / size
+    sy = (crop.top + crop.bottom) * tall / size
     # Output pixel centre (u + 0.5, v + 0.5) -> aligned frame -> rotate back -> translate to the left eye.
     ax, ay = x0 + 0.5 * sx, y0 + 0.5 * sy
     return np.array([
@@ -89,12 +107,14 @@ def stretch(gray: np.ndarray) -> np.ndarray:
     return lut[gray]
 
 
-def crop_face(image: np.ndarray, left_eye: np.ndarray, right_eye: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """The aligned, grayscale, stretched ``size`` x ``size`` uint8 face crop from a BGR or grayscale image.
+def crop_face(image: np.ndarray, left_eye: np.ndarray, right_eye: np.ndarray, pre: Preprocess,
+              yaw: float = 0.0) -> np.ndarray:
+    """The aligned, grayscale, stretched ``size`` x ``size`` uint8 face crop from a BGR or grayscale image, of a face
+    turned by ``yaw`` degrees.
 
     Pixels outside the image repeat the nearest edge pixel, so faces at the border still give a full crop.
     """
-    m = crop_matrix(left_eye, right_eye, pre.size, pre.crop)
+    m = crop_matrix(left_eye, right_eye, pre.size, pre.crop, yaw)
     out = cv2.warpAffine(image, m, (pre.size, pre.size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_REPLICATE)
     if out.ndim == 3:

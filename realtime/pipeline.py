@@ -182,7 +182,7 @@ class Pipeline:
         t1 = time.perf_counter()
         pre = self.backend.contract.pre
         image, eyes = crop_source(frame.image, faces.eyes, self.reading)
-        crops = [crop_face(image, e[0], e[1], pre) for e in eyes]
+        crops = [crop_face(image, e[0], e[1], pre, yaw) for e, yaw in zip(eyes, faces.pose[:, 0])]
         faces.crops = np.stack(crops) if crops else np.zeros((0, pre.size, pre.size), np.uint8)
         batch = to_tensor(faces.crops, pre)
         timings.seconds["track"] += t1 - t0

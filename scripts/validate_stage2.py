@@ -7,8 +7,8 @@ faces out). They are scored twice: as FER-2013 frames them, and re-cropped by th
 
     python scripts/validate_stage2.py ../shared/data runs/e_base/best.pt runs/e_footage/best.pt ...
 
-The carved persons' faces are also scored turned in depth by 45-60 degrees of yaw (``emotrain --turn``'s synthesis),
-beside the same faces frontal.
+The carved persons' faces are also scored turned in depth by 30-45, 45-60 and 60-75 degrees of yaw (``emotrain
+--turn``'s synthesis, cropped as the model's contract crops a turned face), beside the same faces frontal.
 
 A model given as ``a/best.pt+b/best.pt`` is the ensemble of the two; ``--mirror`` scores each model with the mirror
 average, as ``emotrain export --mirror`` makes it.
@@ -32,10 +32,14 @@ from emocam.train.metrics import scores
 from emocam.train.targets import load_target
 
 
-def turned(faces: FaceSet, pre: Preprocess, seed: int) -> FaceSet:
-    """The faces turned in depth by 45 to 60 degrees of yaw, either way, and cropped again by their projected eyes."""
+TURNS = ((30.0, 45.0), (45.0, 60.0), (60.0, 75.0))  # the yaws, in degrees, that the carved persons' faces are turned by
+
+
+def turned(faces: FaceSet, pre: Preprocess, seed: int, lo: float, hi: float) -> FaceSet:
+    """The faces turned in depth by ``lo`` to ``hi`` degrees of yaw, either way, and cropped again as the live side
+    crops them."""
     x = torch.from_numpy(faces.images[:, None].astype(np.float32))
-    x = turned_like(x, torch.Generator().manual_seed(seed), 1.0, pre.crop, max_yaw=60.0, min_yaw=45.0)
+    x = turned_like(x, torch.Generator().manual_seed(seed), 1.0, pre.crop, max_yaw=hi, min_yaw=lo)
     return FaceSet(x[:, 0].round().clamp(0, 255).numpy().astype(np.uint8), faces.labels, f"{faces.name} turned")
 
 
@@ -60,7 +64,8 @@ def main() -> None:
         train, _ = load_target(args.data / name / "train", pre)
         carved = train.carve(args.carve, args.seed)[1]
         sets[f"{name}/carved-val"] = carved
-        sets[f"{name}/carved-val turned 45-60"] = turned(carved, pre, args.seed)
+        for lo, hi in TURNS:
+            sets[f"{name}/carved-val turned {lo:.0f}-{hi:.0f}"] = turned(carved, pre, args.seed, lo, hi)
     for spec in args.checkpoints:
         net, _, _ = load_network([Path(p) for p in spec.split("+")], args.mirror)
         row = {}

@@ -57,6 +57,37 @@ def test_crop_margins_follow_the_spec() -> None:
     np.testing.assert_allclose(found, expected_eyes(pre), atol=0.4)
 
 
+def test_a_turned_face_is_framed_from_brow_to_chin_as_a_frontal_one() -> None:
+    """Turned by a yaw, a face shows its eyes closer by cos(yaw) while its mouth stays as far below them: given the
+    yaw, the crop puts eyes and mouth where the frontal face's crop has them (without it, the mouth falls out)."""
+    pre = Preprocess(size=64)
+    mouth_below = 1.4  # eye distances below the eye line: out of the crop when it is taken by the projected eyes
+    mid = np.array([400.0, 300.0])
+
+    def crop(e2e: float, yaw: float, pre: Preprocess = pre) -> np.ndarray:
+        left, right = mid - (e2e / 2, 0), mid + (e2e / 2, 0)
+        image = two_dots(left, right)
+        cv2.circle(image, (400, round(300 + mouth_below * 200)), 10, (255, 255, 255), -1, cv2.LINE_AA)
+        return crop_face(image, left, right, pre, yaw)
+
+    def mouth_row(c: np.ndarray) -> float:
+        low = c[pre.size // 2 + 4:].astype(np.float64)
+        return float((np.arange(len(low))[:, None] * low).sum() / low.sum()) + pre.size // 2 + 4
+
+    frontal = crop(200.0, 0.0)
+    for yaw in (45.0, -60.0):
+        turned = crop(200.0 * np.cos(np.radians(yaw)), yaw)
+        np.testing.assert_allclose(dot_centres(turned[:pre.size // 2]), expected_eyes(pre), atol=0.5)
+        assert abs(mouth_row(turned) - mouth_row(frontal)) < 0.5
+    unknown = crop(200.0 * np.cos(np.radians(45.0)), float("nan"))  # no pose: cropped as a frontal face
+    assert np.array_equal(unknown, crop(200.0 * np.cos(np.radians(45.0)), 0.0))
+    assert unknown[pre.size // 2 + 4:].max() < 50  # the mouth is out of a crop taken by the projected eyes
+    # A model whose contract predates the framing (no yaw_height in its crop) keeps the crop it was trained on.
+    older = Preprocess.from_dict({**pre.to_dict(), "crop": {"side": 0.863, "top": 1.074, "bottom": 1.653}})
+    assert not older.crop.yaw_height and Preprocess.from_dict(pre.to_dict()) == pre
+    assert np.array_equal(crop(200.0 * np.cos(np.radians(45.0)), 45.0, older), unknown)
+
+
 def test_a_face_at_the_border_gives_a_full_crop() -> None:
     image = np.full((120, 160, 3), 90, np.uint8)
     image[:10, :20] = 250

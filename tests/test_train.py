@@ -339,6 +339,9 @@ def test_turned_faces_keep_frontal_ones_and_compress_the_far_side(pre48):
     steep = turned.diff(dim=1).argmax(1)
     near = turned.diff(dim=1)[:, 12:36].mean(1)
     assert (turned.diff(dim=1).max(1).values > 1.5 * near).all() and ((steep < 16) | (steep > 31)).all()
+    # Brow to chin stays where it was: the live side frames a turned face's height as a frontal one's.
+    y = torch.linspace(-1, 1, 48)[None, None, :, None].repeat(4, 1, 1, 48)
+    assert (turned_like(y, gen(), 1.0, pre48.crop, max_yaw=60.0) - y)[..., 12:36].abs().max() < 1e-4
 
 
 def test_logit_adjustment_teaches_rare_classes_more(pre48):

@@ -80,8 +80,9 @@ MAX_TURN = 60.0
 def turned_like(x: torch.Tensor, gen: torch.Generator, share: float, crop: CropSpec, max_yaw: float = MAX_TURN,
                 min_yaw: float = 0.0) -> torch.Tensor:
     """``share`` of the faces turned in depth by a random yaw of ``min_yaw`` to ``max_yaw`` degrees, either way, then
-    cropped again the way
-    the live side crops a turned face: by its projected eyes, whose distance shrinks as the head turns.
+    cropped again the way the live side crops a turned face (``emocam.align``): across by its projected eyes, whose
+    distance shrinks by cos(yaw) as the head turns, and from brow to chin as before the turn (``crop.yaw_height``;
+    without it, by the projected eyes both ways).
 
     The face is texture on a cylinder (``HEAD_RADIUS`` eye distances) through the eye midpoint: a point at angle phi
     moves to phi + yaw, so the near side is stretched and the far side foreshortened and, past the cheek, hidden.
@@ -103,7 +104,7 @@ def turned_like(x: torch.Tensor, gen: torch.Generator, share: float, crop: CropS
     pos = (torch.arange(side, dtype=x.dtype) + 0.5) / side * 2 - 1  # output pixel centres, -1..1
     gx, gy = pos[None, None, :].expand(n, side, side), pos[None, :, None].expand(n, side, side)
     seen_x = mid[:, None, None] + gx * half_w * k[:, None, None]  # where each output pixel lies, seen from the front
-    seen_y = ((gy + 1) / 2 * height - crop.top) * k[:, None, None]
+    seen_y = ((gy + 1) / 2 * height - crop.top) * (1.0 if crop.yaw_height else k[:, None, None])
     phi = torch.asin((seen_x / r).clamp(-1, 1)) - yaw[:, None, None]  # the angle on the unturned face
     on_face = r * torch.sin(phi.clamp(-math.pi / 2, math.pi / 2))  # the side of the head shows the face's edge
     src_x = torch.where(seen_x.abs() < r, on_face, seen_x) / half_w

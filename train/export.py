@@ -59,12 +59,13 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelContract, dict]:
 
 def load_network(checkpoints: list[Path], mirror: bool = False) -> tuple[Probabilities, ModelContract, list[dict]]:
     """One or more checkpoints as one probability network (an ensemble when several), with the first one's
-    contract and the raw checkpoints. Every network must take the same face size and predict the same classes."""
+    contract and the raw checkpoints. Every network must take the same faces (size, channels, crop) and predict the
+    same classes."""
     loaded = [load_checkpoint(c) for c in checkpoints]
     contract = loaded[0][1]
+    same = lambda c: (c.classes, c.pre.size, c.pre.channels, c.pre.crop)  # noqa: E731
     for path, (_, other, _) in zip(checkpoints[1:], loaded[1:]):
-        if (other.classes, other.pre.size, other.pre.channels) != (contract.classes, contract.pre.size,
-                                                                   contract.pre.channels):
+        if same(other) != same(contract):
             raise ValueError(f"{path} takes other faces or predicts other classes than {checkpoints[0]}")
     net = Probabilities([m for m, _, _ in loaded], [(c.pre.mean, c.pre.std) for _, c, _ in loaded], mirror)
     return net.eval(), contract, [ckpt for _, _, ckpt in loaded]

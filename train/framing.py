@@ -98,11 +98,12 @@ def measure(images: np.ndarray) -> dict:
 def live_crops(images: np.ndarray, pre: Preprocess) -> np.ndarray:
     """48 px faces cropped as the live side crops a frame: through the detector, landmarks and eye-distance crop of
     ``pre`` (the enlarged face, as ``locate`` sees it). Faces the detector misses get the median eyes of the others."""
-    eyes = locate(images)["eyes"]
+    found = locate(images)
+    eyes, yaw = found["eyes"], found["pose"][:, 0]
     hit = ~np.isnan(eyes[:, 0, 0])
     fallback = np.median(eyes[hit], axis=0) if hit.any() else np.array([[16.0, 20.0], [32.0, 20.0]])
     out = np.empty((len(images), pre.size, pre.size), np.uint8)
     for i, face in enumerate(images):
         left, right = _from_fer(eyes[i] if hit[i] else fallback)
-        out[i] = crop_face(enlarge(np.ascontiguousarray(face)), left, right, pre)
+        out[i] = crop_face(enlarge(np.ascontiguousarray(face)), left, right, pre, yaw[i] if hit[i] else 0.0)
     return out

@@ -71,7 +71,7 @@ def load_target(root: Path, pre: Preprocess,
                 no_face.append(str(f.relative_to(root)))
                 continue
             for i in range(len(faces)):  # one face unless the reading keeps them all
-                crops.append(crop_face(image, faces.eyes[i, 0], faces.eyes[i, 1], pre))
+                crops.append(crop_face(image, faces.eyes[i, 0], faces.eyes[i, 1], pre, faces.pose[i, 0]))
                 labels.append(label)
                 groups.append(person(f))
                 passed.append(bool(faces.passed[i]))

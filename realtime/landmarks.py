@@ -59,9 +59,11 @@ class Doubt:
 
     def __call__(self, faces: Faces) -> np.ndarray:
         """(N,) bool: the faces whose landmarks should come from Face Mesh."""
-        e2e = np.linalg.norm(faces.eyes[:, 1] - faces.eyes[:, 0], axis=1)
-        return ((np.abs(faces.pose[:, 0]) > self.yaw) | (np.abs(faces.pose[:, 1]) > self.pitch)
-                | (e2e < self.e2e_box * faces.boxes[:, 2]))
+        return (np.abs(faces.pose[:, 0]) > self.yaw) | (np.abs(faces.pose[:, 1]) > self.pitch) | self.collapsed(faces)
+
+    def collapsed(self, faces: Faces) -> np.ndarray:
+        """(N,) bool: the faces whose eye keypoints are too close to be two eyes."""
+        return np.linalg.norm(faces.eyes[:, 1] - faces.eyes[:, 0], axis=1) < self.e2e_box * faces.boxes[:, 2]
 
 
 class FaceMesh:
@@ -111,7 +113,9 @@ def mesh_pose(across: np.ndarray, vertical: np.ndarray, eyes: np.ndarray) -> np.
 
 class Landmarker:
     """Fills ``faces.pose`` and, where BlazeFace's keypoints are in doubt, replaces the eyes by Face Mesh's
-    (``faces.landmarks`` says which faces: "mesh", or "box" where Face Mesh found nothing either)."""
+    (``faces.landmarks`` says which faces: "mesh"). Where Face Mesh finds nothing (most dark or small turned faces), a
+    turned face keeps BlazeFace's eyes and pose, which hold on such faces; only eyes collapsed onto one are placed from
+    the box ("box")."""
 
     def __init__(self, doubt: Doubt = Doubt()) -> None:
         self.doubt = doubt
@@ -133,14 +137,15 @@ class Landmarker:
             return faces
         if faces.keypoints is not None:
             faces.pose = keypoint_pose(faces.keypoints)
+        collapsed = self.doubt.collapsed(faces) | (faces.keypoints is None)
         for i in np.flatnonzero(self.doubt(faces)):
             found = self._face_mesh()(image, faces.boxes[i])
-            if found is None:
-                faces.landmarks[i] = "box"
-                faces.eyes[i] = box_eyes(faces.boxes[i])
-            else:
+            if found is not None:
                 faces.landmarks[i] = "mesh"
                 faces.eyes[i], faces.pose[i] = found
+            elif collapsed[i]:
+                faces.landmarks[i] = "box"
+                faces.eyes[i] = box_eyes(faces.boxes[i])
         return faces
 
     def close(self) -> None:

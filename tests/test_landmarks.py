@@ -120,6 +120,18 @@ def test_a_doubtful_face_without_landmarks_keeps_box_eyes_and_is_gated() -> None
     assert np.allclose(faces.eyes[0], [[90, 100], [130, 100]])
 
 
+def test_a_turned_face_that_face_mesh_misses_keeps_its_keypoints_and_a_label() -> None:
+    """Face Mesh finds few dark or small turned faces; BlazeFace's eyes and pose hold on them unless the eyes collapsed
+    onto one, so such a face is still cropped, posed and labelled."""
+    blank = np.full((240, 240, 3), 128, np.uint8)  # Face Mesh finds nothing here
+    keypoints = np.array([[[85, 100], [125, 100], [120, 120], [105, 140], [70, 100], [130, 100]]], np.float32)
+    faces = Faces([[60, 60, 100, 100]], [0.9], keypoints[:, :2].copy(), keypoints=keypoints)
+    with Landmarker() as landmarker:
+        faces = Gate()(landmarker(blank, faces))
+    assert faces.landmarks[0] == "detector" and faces.quality[0] == "ok"
+    assert np.array_equal(faces.eyes[0], keypoints[0, :2]) and 30 < faces.pose[0, 0] < 40
+
+
 def test_gated_faces_do_not_move_the_smoother() -> None:
     smoother = Smoother(tau_s=1.0, hysteresis=0.0)
     happy, sad = np.eye(7, dtype=np.float32)[[3, 4]]

@@ -27,7 +27,7 @@ class CropSpec:
     side: float = 0.863
     top: float = 1.074
     bottom: float = 1.653
-    yaw_height: bool = True  # vertical margins in the frontal eye distance; models made before it have it off
+    yaw_height: bool = False  # vertical margins in the frontal eye distance (emotrain --yaw-framing)
 
     def to_dict(self) -> dict:
         return asdict(self)

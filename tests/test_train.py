@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the training extra is not installed")
 
 from conftest import run_here  # noqa: E402
-from emocam.align import to_tensor  # noqa: E402
+from emocam.align import CropSpec, to_tensor  # noqa: E402
 from emocam.train import data as D  # noqa: E402
 from emocam.train import models  # noqa: E402
 from emocam.train import targets as T  # noqa: E402
@@ -339,9 +339,10 @@ def test_turned_faces_keep_frontal_ones_and_compress_the_far_side(pre48):
     steep = turned.diff(dim=1).argmax(1)
     near = turned.diff(dim=1)[:, 12:36].mean(1)
     assert (turned.diff(dim=1).max(1).values > 1.5 * near).all() and ((steep < 16) | (steep > 31)).all()
-    # Brow to chin stays where it was: the live side frames a turned face's height as a frontal one's.
+    # Framed from brow to chin (--yaw-framing), the rows stay where they were; by the projected eyes, they spread.
     y = torch.linspace(-1, 1, 48)[None, None, :, None].repeat(4, 1, 1, 48)
-    assert (turned_like(y, gen(), 1.0, pre48.crop, max_yaw=60.0) - y)[..., 12:36].abs().max() < 1e-4
+    assert (turned_like(y, gen(), 1.0, CropSpec(yaw_height=True), max_yaw=60.0) - y)[..., 12:36].abs().max() < 1e-4
+    assert (turned_like(y, gen(), 1.0, pre48.crop, max_yaw=60.0) - y)[..., 12:36].abs().max() > 0.1
 
 
 def test_logit_adjustment_teaches_rare_classes_more(pre48):
@@ -369,7 +370,7 @@ def test_logit_adjustment_teaches_rare_classes_more(pre48):
 @pytest.mark.slow
 def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     """--arch, --init (whose architecture the next stage takes by default), --target (twice), --footage, --turn,
-    --logit-adjust, --carve, --fer-framing, --rehearse, --distill and --ferplus, as the checkpoint records them."""
+    --yaw-framing, --logit-adjust, --carve, --fer-framing, --rehearse, --distill and --ferplus, as the checkpoint records them."""
     first = run_here("emotrain", "fer", "--fer", str(fer_csv), "--variant", "fer28", "--limit", "64", "--epochs", "1",
                       "--batch", "32", "--arch", "mobilenet_v2_x2", "--out", str(tmp_path / "s1"))
     assert first.returncode == 0, first.stderr
@@ -379,13 +380,16 @@ def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     result = run_here("emotrain", "single", "--init", str(tmp_path / "s1" / "best.pt"), "--target", str(small_target),
                        "--target", str(second), "--fer", str(fer_csv), "--rehearse", "16", "--distill", "0.5",
                        "--footage", "0.25", "--turn", "0.4", "--logit-adjust", "1.0", "--carve", "0.3",
-                       "--fer-framing", "own",
+                       "--fer-framing", "own", "--yaw-framing",
                        "--ferplus", str(shared / "ferplus" / "fer2013new.csv"), "--ferplus-majority",
                        "--epochs", "1", "--batch", "32", "--out", str(tmp_path / "s2"))
     assert result.returncode == 0, result.stderr
     ckpt = torch.load(tmp_path / "s2" / "best.pt", weights_only=False)
     config = ckpt["config"]
     assert config["arch"] == "mobilenet_v2_x2" and json.loads(ckpt["contract"])["preprocess"]["size"] == 48
+    assert json.loads(ckpt["contract"])["preprocess"]["crop"]["yaw_height"] and config["yaw_framing"]
+    first_crop = json.loads(torch.load(tmp_path / "s1" / "best.pt", weights_only=False)["contract"])["preprocess"]["crop"]
+    assert not first_crop["yaw_height"]  # off unless asked for
     assert config["target"] == [str(small_target), str(second)]
     assert (config["footage"], config["turn"], config["logit_adjust"], config["carve"], config["rehearse"],
             config["distill"], config["fer_framing"]) == (0.25, 0.4, 1.0, 0.3, 16, 0.5, "own")

@@ -38,6 +38,8 @@ Footage = Annotated[float, typer.Option(help="share of training faces made to lo
                                              "relit")]
 Turn = Annotated[float, typer.Option(help="share of training faces turned in depth (up to 60 degrees of yaw) and "
                                           "cropped again as the live side crops a turned face")]
+YawFraming = Annotated[bool, typer.Option(help="frame turned faces from brow to chin, as a frontal face, instead of "
+                                                "by their projected eyes (the model's contract says which)")]
 LogitAdjust = Annotated[float, typer.Option(help="logit-adjusted loss with this tau (1 is usual): rare classes such "
                                                  "as disgust and fear need less evidence; 0 is plain cross-entropy")]
 Out = Annotated[Path, typer.Option(help="run folder for checkpoints, reports and the exported model")]
@@ -144,13 +146,15 @@ def cascade(fer: Fer = STAGE1.fer, target: Target = None, ferplus: FerPlus = STA
             batch: Batch = STAGE1.batch, momentum: Momentum = STAGE1.momentum,
             weight_decay: Decay = STAGE1.weight_decay, balance: Balance = STAGE1.balance, erase: Erase = STAGE1.erase,
             footage: Footage = STAGE1.footage, turn: Turn = STAGE1.turn,
-            logit_adjust: LogitAdjust = STAGE1.logit_adjust, carve: Carve = STAGE1.carve, fer_framing: FerFraming = STAGE1.fer_framing,
+            yaw_framing: YawFraming = STAGE1.yaw_framing, logit_adjust: LogitAdjust = STAGE1.logit_adjust,
+            carve: Carve = STAGE1.carve, fer_framing: FerFraming = STAGE1.fer_framing,
             rehearse: Rehearse = STAGE2.rehearse, distill: Distill = STAGE2.distill, limit: Limit = STAGE1.limit,
             seed: Seed = STAGE1.seed, resume: Resume = False, device: Device = STAGE1.device,
             threads: Threads = STAGE1.threads, export: Export = True) -> None:
     """The cascade: ImageNet -> FER-2013 (FER32) -> target sets, then export."""
     common = dict(arch=arch, size=size, batch=batch, momentum=momentum, weight_decay=weight_decay, step=step,
-                  balance=balance, erase=erase, footage=footage, turn=turn, logit_adjust=logit_adjust, carve=carve,
+                  balance=balance, erase=erase, footage=footage, turn=turn, yaw_framing=yaw_framing,
+                  logit_adjust=logit_adjust, carve=carve,
                   fer_framing=fer_framing, seed=seed,
                   device=device, threads=threads, fer=fer, target=tuple(target or ()))
     s1 = _stage(STAGE1, out=out / STAGE1.out.name, ferplus=ferplus, ferplus_majority=ferplus_majority,
@@ -173,7 +177,8 @@ def single(target: Target = None, out: Out = SINGLE.out, arch: Arch = None, size
            lr: Lr = SINGLE.lr, step: Step = SINGLE.step, batch: Batch = SINGLE.batch,
            momentum: Momentum = SINGLE.momentum, weight_decay: Decay = SINGLE.weight_decay,
            balance: Balance = SINGLE.balance, erase: Erase = SINGLE.erase, footage: Footage = SINGLE.footage,
-           turn: Turn = SINGLE.turn, logit_adjust: LogitAdjust = SINGLE.logit_adjust,
+           turn: Turn = SINGLE.turn, yaw_framing: YawFraming = SINGLE.yaw_framing,
+           logit_adjust: LogitAdjust = SINGLE.logit_adjust,
            carve: Carve = SINGLE.carve, fer_framing: FerFraming = SINGLE.fer_framing,
            rehearse: Rehearse = SINGLE.rehearse, distill: Distill = SINGLE.distill, seed: Seed = SINGLE.seed,
            resume: Resume = False, device: Device = SINGLE.device, threads: Threads = SINGLE.threads,
@@ -186,6 +191,7 @@ def single(target: Target = None, out: Out = SINGLE.out, arch: Arch = None, size
                  ferplus_majority=ferplus_majority, arch=arch, size=size, init=init,
                  weights=weights, epochs=epochs, lr=lr, step=step, batch=batch, momentum=momentum,
                  weight_decay=weight_decay, balance=balance, erase=erase, footage=footage, turn=turn,
+                 yaw_framing=yaw_framing,
                  logit_adjust=logit_adjust, carve=carve,
                  fer_framing=fer_framing, rehearse=rehearse, distill=distill, seed=seed, device=device, threads=threads)
     from .fit import run_stage
@@ -202,7 +208,8 @@ def combined(fer: Fer = COMBINED.fer, target: Target = None, ferplus: FerPlus = 
              lr: Lr = COMBINED.lr, step: Step = COMBINED.step, batch: Batch = COMBINED.batch,
              momentum: Momentum = COMBINED.momentum, weight_decay: Decay = COMBINED.weight_decay,
              balance: Balance = COMBINED.balance, erase: Erase = COMBINED.erase, footage: Footage = COMBINED.footage,
-             turn: Turn = COMBINED.turn, logit_adjust: LogitAdjust = COMBINED.logit_adjust,
+             turn: Turn = COMBINED.turn, yaw_framing: YawFraming = COMBINED.yaw_framing,
+             logit_adjust: LogitAdjust = COMBINED.logit_adjust,
              carve: Carve = COMBINED.carve, fer_framing: FerFraming = COMBINED.fer_framing,
              limit: Limit = COMBINED.limit, seed: Seed = COMBINED.seed, resume: Resume = False,
              device: Device = COMBINED.device, threads: Threads = COMBINED.threads, export: Export = False) -> None:
@@ -211,6 +218,7 @@ def combined(fer: Fer = COMBINED.fer, target: Target = None, ferplus: FerPlus = 
                  ferplus_majority=ferplus_majority, arch=arch, size=size, weights=weights, epochs=epochs, lr=lr,
                  step=step, batch=batch, momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase,
                  limit=limit, seed=seed, device=device, threads=threads, footage=footage, turn=turn,
+                 yaw_framing=yaw_framing,
                  logit_adjust=logit_adjust, carve=carve,
                  fer_framing=fer_framing)
     from .fit import run_stage
@@ -226,7 +234,8 @@ def fer(fer: Fer = FER.fer, ferplus: FerPlus = FER.ferplus, ferplus_majority: Ma
         weights: Weights = FER.weights, init: Init = FER.init, epochs: Epochs = FER.epochs, lr: Lr = FER.lr,
         step: Step = FER.step, batch: Batch = FER.batch, momentum: Momentum = FER.momentum,
         weight_decay: Decay = FER.weight_decay, balance: Balance = FER.balance, erase: Erase = FER.erase,
-        footage: Footage = FER.footage, turn: Turn = FER.turn, logit_adjust: LogitAdjust = FER.logit_adjust,
+        footage: Footage = FER.footage, turn: Turn = FER.turn, yaw_framing: YawFraming = FER.yaw_framing,
+        logit_adjust: LogitAdjust = FER.logit_adjust,
         carve: Carve = FER.carve, fer_framing: FerFraming = FER.fer_framing,
         limit: Limit = FER.limit, seed: Seed = FER.seed, resume: Resume = False, device: Device = FER.device,
         threads: Threads = FER.threads, export: Export = False) -> None:
@@ -235,6 +244,7 @@ def fer(fer: Fer = FER.fer, ferplus: FerPlus = FER.ferplus, ferplus_majority: Ma
                  target=tuple(target or ()), arch=arch, size=size, init=init, weights=weights, epochs=epochs, lr=lr,
                  step=step, batch=batch, momentum=momentum, weight_decay=weight_decay, balance=balance, erase=erase,
                  limit=limit, seed=seed, device=device, threads=threads, footage=footage, turn=turn,
+                 yaw_framing=yaw_framing,
                  logit_adjust=logit_adjust, carve=carve,
                  fer_framing=fer_framing)
     from .fit import run_stage

@@ -44,6 +44,7 @@ class StageConfig:
     erase: float = 0.0
     footage: float = 0.0
     turn: float = 0.0
+    yaw_framing: bool = False
     rehearse: int = 0
     distill: float = 0.0
     logit_adjust: float = 0.0
@@ -83,10 +84,10 @@ class StageConfig:
             object.__setattr__(self, "size", self.size or start.get("size"))
 
     def preprocess(self) -> Preprocess:
-        """The faces this stage's network takes: its input side and normalisation."""
+        """The faces this stage's network takes: its input side, normalisation and framing."""
         from .models import input_preprocess
 
-        return input_preprocess(self.arch, self.size)
+        return input_preprocess(self.arch, self.size, self.yaw_framing)
 
 
 # The stages of the paper's schemes, as emotrain runs them; a command's options start from its preset.

@@ -11,7 +11,7 @@ from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 from torchvision.models import AlexNet, MobileNetV2
 
-from emocam.align import Preprocess
+from emocam.align import CropSpec, Preprocess
 from emocam.contract import ModelError
 
 # Default input side per architecture: the small backbones run on FER-2013's native 48 px, the paper's
@@ -83,10 +83,12 @@ def plain(arch: str) -> str:
     return arch.removesuffix("_x2")
 
 
-def input_preprocess(arch: str, size: int | None = None) -> Preprocess:
-    """The gray input ``arch`` takes: its default side (or ``size``) and the normalisation it was pre-trained with."""
+def input_preprocess(arch: str, size: int | None = None, yaw_height: bool = False) -> Preprocess:
+    """The gray input ``arch`` takes: its default side (or ``size``) and the normalisation it was pre-trained with;
+    with ``yaw_height``, turned faces framed from brow to chin (``CropSpec.yaw_height``)."""
     mean, std = GRAY_NORM.get(plain(arch), IMAGENET_GRAY)
-    return Preprocess(size=size or INPUT_SIZE[plain(arch)], channels=1, mean=mean, std=std)
+    return Preprocess(size=size or INPUT_SIZE[plain(arch)], channels=1, mean=mean, std=std,
+                      crop=CropSpec(yaw_height=yaw_height))
 
 
 def _backbone(arch: str) -> nn.Module:

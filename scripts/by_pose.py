@@ -6,6 +6,10 @@ those faces the share labelled (the gate's coverage), accuracy (gated faces coun
 the same by |yaw|, with the accuracy of the model's raw answer beside it (what it would say were nothing gated).
 
     python scripts/by_pose.py ../shared/data/wild/val [--model engines/emocam.onnx] [--json out.json] [--no-mesh]
+                                                      [--crops turned.png]
+
+``--crops`` draws what the model is given for each face turned past 30 degrees (its crop, its |yaw|, the folder's
+class and the raw answer), in |yaw| order.
 
 ``--no-mesh`` scores the faces as if Face Mesh found none of them, as on the dark, small turned faces of a real
 audience where it finds few: turned faces then keep BlazeFace's eyes and pose.
@@ -17,6 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from emocam import Recognizer
@@ -25,6 +30,7 @@ from emocam.reading import DEFAULT_READING, READINGS
 from emocam.train.metrics import scores
 
 EDGES = (0.0, 15.0, 30.0, 45.0, 60.0, 90.0)  # |yaw| groups, degrees
+TURNED = 30.0  # --crops draws the faces turned at least this far
 
 
 def figures(truth: np.ndarray, label: np.ndarray, raw: np.ndarray) -> dict:
@@ -35,6 +41,19 @@ def figures(truth: np.ndarray, label: np.ndarray, raw: np.ndarray) -> dict:
             "mean_recall": gated["mean_recall"], "raw_accuracy": scores(truth, raw)["accuracy"]}
 
 
+def contact_sheet(faces: list[tuple[float, np.ndarray, str]], out: Path, side: int = 96, columns: int = 8) -> None:
+    """The crops, each ``side`` px with its caption, in rows of ``columns``."""
+    tiles = []
+    for _, crop, caption in faces:
+        tile = cv2.cvtColor(cv2.resize(crop, (side, side), interpolation=cv2.INTER_NEAREST), cv2.COLOR_GRAY2BGR)
+        cv2.rectangle(tile, (0, 0), (side, 12), (0, 0, 0), -1)
+        cv2.putText(tile, caption, (2, 9), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+    rows = [np.hstack(tiles[r:r + columns]) for r in range(0, len(tiles), columns)]
+    cv2.imwrite(str(out), np.vstack(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="labelled image folder <class>/*")
@@ -43,11 +62,12 @@ def main() -> None:
                         help=f"face reading preset (default: {DEFAULT_READING}, as every command)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--no-mesh", action="store_true", help="as if Face Mesh found no face")
+    parser.add_argument("--crops", type=Path, default=None, help="draw the crops of faces turned past 30 degrees here")
     args = parser.parse_args()
     if args.no_mesh:
         FaceMesh.__call__ = lambda self, image, box: None
 
-    images, rows = 0, []  # rows: (|yaw|, true class, label or -1 where gated, raw answer)
+    images, rows, turned = 0, [], []  # rows: (|yaw|, true class, label or -1 where gated, raw answer)
     with Recognizer(args.model, reading=args.reading) as rec:
         for k, name in enumerate(rec.classes):
             for path in sorted((args.folder / name).glob("*")):
@@ -58,7 +78,12 @@ def main() -> None:
                 i = int(np.argmax(faces.boxes[:, 2] * faces.boxes[:, 3]))
                 rows.append((abs(float(faces.pose[i, 0])), k, int(faces.labels[i]) if faces.passed[i] else -1,
                              int(np.argmax(faces.probs[i]))))
+                if rows[-1][0] >= TURNED:
+                    turned.append((rows[-1][0], faces.crops[i], f"{rows[-1][0]:.0f} {name[:3]}>"
+                                   f"{rec.classes[rows[-1][3]][:3]}"))
         reading = rec.reading.to_dict()
+    if args.crops:
+        contact_sheet(sorted(turned, key=lambda t: t[0]), args.crops)
     reading["face_mesh"] = not args.no_mesh
     yaw, truth, pred, raw = (np.array(c) for c in zip(*rows))
     overall = {"images": images, "found": len(rows) / images, **figures(truth, pred, raw)}

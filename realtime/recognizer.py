@@ -21,6 +21,7 @@ from .contract import ModelError
 from .extras import require
 from .faces import Faces, Frame
 from .landmarks import Landmarker
+from .outputs import silence
 from .pipeline import Pipeline, Timings
 from .reading import DEFAULT_READING, FaceReading, resolve_reading
 from .records import dataframe, iter_dicts
@@ -99,9 +100,7 @@ def _stderr_to_devnull() -> int:
     """Point file descriptor 2 at /dev/null; returns a new descriptor for where it pointed before."""
     sys.stderr.flush()
     saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
+    silence(2)
     return saved
 
 

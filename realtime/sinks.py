@@ -109,12 +109,14 @@ class JsonlSink(Sink):
     keeps whole records and the sink stops with a SinkError. ``-`` is standard output: while the sink is open,
     everything else the process prints goes to standard error.
 
-    A reader that goes away (a closed pipe) is an ordinary end, told in one line: with ``alone`` (nothing else takes
-    the frames) the sink stops the run, else it takes no more records and the run goes on."""
+    A reader that goes away (a closed pipe) is an ordinary end, told in one line: while ``alone`` (nothing else takes
+    the frames; the caller says otherwise once it knows) the sink stops the run, else it takes no more records and
+    the run goes on."""
 
-    def __init__(self, path: Path | str, classes: tuple[str, ...], every_frame: bool = False,
-                 alone: bool = True) -> None:
-        self.classes, self.every_frame, self.alone = tuple(classes), every_frame, alone
+    alone = True
+
+    def __init__(self, path: Path | str, classes: tuple[str, ...], every_frame: bool = False) -> None:
+        self.classes, self.every_frame = tuple(classes), every_frame
         self._stdout: int | None = None
         self.gone = False
         if str(path) == "-":

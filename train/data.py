@@ -81,6 +81,11 @@ class FaceSet:
                        np.concatenate([s.groups for s in sets]), np.concatenate([s.passed for s in sets]))
 
 
+# Which live landmarks and gate made the cached crops of target sets and re-cropped FER-2013 faces; a change to
+# either that changes crops gets a new one (v3: turned faces that Face Mesh misses keep their keypoints).
+LANDMARKS_GATE = "landmarks-gate-v3"
+
+
 def cache_dir() -> Path:
     """Where decoded datasets are kept between runs ($EMOCAM_CACHE or ~/.cache/emocam)."""
     path = Path(os.environ.get("EMOCAM_CACHE", Path.home() / ".cache" / "emocam"))
@@ -212,7 +217,7 @@ def live_fer_crops(fer: Path, images: np.ndarray, pre: Preprocess) -> np.ndarray
     from .framing import live_crops
 
     stat = Path(fer).stat()
-    key = file_key(str(Path(fer).resolve()), stat.st_size, stat.st_mtime, pre.to_dict())
+    key = file_key(str(Path(fer).resolve()), stat.st_size, stat.st_mtime, pre.to_dict(), LANDMARKS_GATE)
     cached = cache_dir() / f"fer-live-{key}.npy"
     if cached.is_file():
         return np.load(cached)

@@ -14,7 +14,7 @@ from emocam.align import Preprocess, crop_face
 from emocam.reading import FaceReading, read_faces, resolve_reading
 from emocam.sources import SourceError, read_image
 
-from .data import DataError, FaceSet, cache_dir, file_key, image_files
+from .data import LANDMARKS_GATE, DataError, FaceSet, cache_dir, file_key, image_files
 
 # How training and `emotrain evaluate --folder` read the faces of labelled stills (a preset of emocam.reading).
 TARGET_READING = "stills"
@@ -48,7 +48,7 @@ def load_target(root: Path, pre: Preprocess,
     root = Path(root)
     files = image_files(root)
     stamps = [(str(f), f.stat().st_size, f.stat().st_mtime) if f.exists() else (str(f),) for _, f in files]
-    key = file_key(str(root.resolve()), stamps, pre.to_dict(), reading.to_dict(), "landmarks-gate-v2")
+    key = file_key(str(root.resolve()), stamps, pre.to_dict(), reading.to_dict(), LANDMARKS_GATE)
     cached = cache_dir() / f"target-{key}.npz"
     name = f"{root.parent.name}/{root.name}"
     if cached.is_file():

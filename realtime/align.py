@@ -30,7 +30,11 @@ class CropSpec:
     yaw_height: bool = False  # vertical margins in the frontal eye distance (emotrain --yaw-framing)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The margins, and ``yaw_height`` where it is on (so that a contract without it reads as before)."""
+        d = asdict(self)
+        if not self.yaw_height:
+            del d["yaw_height"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "CropSpec":

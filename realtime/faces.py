@@ -34,8 +34,9 @@ class Faces:
     pose: (N, 3) float32 yaw, pitch, roll in degrees (yaw > 0: the face turns to the image's right; pitch > 0: it
     looks up). keypoints: (N, 6, 2) float32 the detector's keypoints (eyes, nose tip, mouth, ears), or None.
     quality: (N,) str, "ok" or why the face is not labelled (see ``emocam.gate``).
-    landmarks: (N,) str, where the eye centres come from: "detector" (its keypoints), "mesh" (Face Mesh, where the
-    keypoints were in doubt) or "box" (neither found them: placed from the box, so the face can still be drawn).
+    landmarks: (N,) str, where the eye centres come from: "detector" (its keypoints, also where they were in doubt
+    and Face Mesh found nothing), "mesh" (Face Mesh, where the keypoints were in doubt) or "box" (the keypoints'
+    eyes collapsed onto one and Face Mesh found nothing: placed from the box, so the face can still be drawn).
     crops: (N, S, S) uint8 aligned faces. probs / smoothed: (N, K) float32. labels: (N,) int64 class index;
     a face whose quality is not "ok" keeps its raw probs but has smoothed NaN and label -1.
     """

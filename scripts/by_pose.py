@@ -78,11 +78,11 @@ def main() -> None:
                 i = int(np.argmax(faces.boxes[:, 2] * faces.boxes[:, 3]))
                 rows.append((abs(float(faces.pose[i, 0])), k, int(faces.labels[i]) if faces.passed[i] else -1,
                              int(np.argmax(faces.probs[i]))))
-                if rows[-1][0] >= TURNED:
-                    turned.append((rows[-1][0], faces.crops[i], f"{rows[-1][0]:.0f} {name[:3]}>"
-                                   f"{rec.classes[rows[-1][3]][:3]}"))
+                yaw, answer = rows[-1][0], rec.classes[rows[-1][3]]
+                if yaw >= TURNED:
+                    turned.append((yaw, faces.crops[i], f"{yaw:.0f} {name[:3]}>{answer[:3]}"))
         reading = rec.reading.to_dict()
-    if args.crops:
+    if args.crops and turned:
         contact_sheet(sorted(turned, key=lambda t: t[0]), args.crops)
     reading["face_mesh"] = not args.no_mesh
     yaw, truth, pred, raw = (np.array(c) for c in zip(*rows))

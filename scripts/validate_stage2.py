@@ -46,13 +46,16 @@ def turned(faces: FaceSet, pre: Preprocess, seed: int, lo: float, hi: float) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="the data folder (fer2013/, wild/, ckplus48/)")
-    parser.add_argument("checkpoints", nargs="+", help="stage-2 best.pt files of the same input size; a+b: an ensemble")
+    parser.add_argument("checkpoints", nargs="+", help="stage-2 best.pt files that crop faces alike (size and framing); "
+                                                              "a+b: an ensemble")
     parser.add_argument("--mirror", action="store_true", help="average each face with its mirror image")
     parser.add_argument("--carve", type=float, default=0.15, help="as the stages were trained with")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    _, contract, _ = load_checkpoint(Path(args.checkpoints[0].split("+")[0]))
-    pre = contract.pre
+    pres = {load_checkpoint(Path(p))[1].pre for spec in args.checkpoints for p in spec.split("+")}
+    if len(pres) > 1:  # the faces are cropped once for all of them
+        parser.error("the checkpoints crop faces differently (size or framing); score each kind in a run of its own")
+    pre = pres.pop()
     fer = args.data / "fer2013" / "fer2013.csv.gz"
     usage = read_fer_csv(fer)[2]
     sets = {}

@@ -79,6 +79,7 @@ def test_a_turned_face_is_framed_from_brow_to_chin_as_a_frontal_one() -> None:
         turned = crop(200.0 * np.cos(np.radians(yaw)), yaw)
         np.testing.assert_allclose(dot_centres(turned[:pre.size // 2]), expected_eyes(pre), atol=0.5)
         assert abs(mouth_row(turned) - mouth_row(frontal)) < 0.5
+    assert np.array_equal(crop(30.0, 89.0), crop(30.0, 70.0))  # near profile the margins stop growing at 70 degrees
     unknown = crop(200.0 * np.cos(np.radians(45.0)), float("nan"))  # no pose: cropped as a frontal face
     assert np.array_equal(unknown, crop(200.0 * np.cos(np.radians(45.0)), 0.0))
     assert unknown[pre.size // 2 + 4:].max() < 50  # the mouth is out of a crop taken by the projected eyes

@@ -38,8 +38,9 @@ Footage = Annotated[float, typer.Option(help="share of training faces made to lo
                                              "relit")]
 Turn = Annotated[float, typer.Option(help="share of training faces turned in depth (up to 60 degrees of yaw) and "
                                           "cropped again as the live side crops a turned face")]
-YawFraming = Annotated[bool, typer.Option(help="frame turned faces from brow to chin, as a frontal face, instead of "
-                                                "by their projected eyes (the model's contract says which)")]
+YawFraming = Annotated[Optional[bool], typer.Option(help="frame turned faces from brow to chin, as a frontal face, "
+                                                          "instead of by their projected eyes; the model's contract "
+                                                          "says which (default: as the --init checkpoint, else off)")]
 LogitAdjust = Annotated[float, typer.Option(help="logit-adjusted loss with this tau (1 is usual): rare classes such "
                                                  "as disgust and fear need less evidence; 0 is plain cross-entropy")]
 Out = Annotated[Path, typer.Option(help="run folder for checkpoints, reports and the exported model")]

@@ -3,6 +3,7 @@ command takes its defaults from these, as nanoGPT's runs take theirs from config
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ class StageConfig:
     erase: float = 0.0
     footage: float = 0.0
     turn: float = 0.0
-    yaw_framing: bool = False
+    yaw_framing: bool | None = None  # None: as the --init checkpoint's contract (off from ImageNet)
     rehearse: int = 0
     distill: float = 0.0
     logit_adjust: float = 0.0
@@ -74,14 +75,18 @@ class StageConfig:
             raise ValueError("--distill needs --rehearse: it changes what the rehearsed faces are taught")
         if self.select not in ("acc", "recall"):
             raise ValueError(f"unknown selection metric '{self.select}'; choose acc or recall")
-        if self.arch is None:
-            start = {}
+        if self.arch is None or self.yaw_framing is None:  # what is not given is taken from the --init checkpoint
+            start, crop = {}, {}
             if self.init not in STARTS:
                 from .models import read_checkpoint  # torch: only where a checkpoint is read
 
-                start = read_checkpoint(self.init)["config"]
-            object.__setattr__(self, "arch", start.get("arch", "mobilenet_v2"))
-            object.__setattr__(self, "size", self.size or start.get("size"))
+                ckpt = read_checkpoint(self.init)
+                start, crop = ckpt["config"], json.loads(ckpt["contract"])["preprocess"]["crop"]
+            if self.arch is None:
+                object.__setattr__(self, "arch", start.get("arch", "mobilenet_v2"))
+                object.__setattr__(self, "size", self.size or start.get("size"))
+            if self.yaw_framing is None:
+                object.__setattr__(self, "yaw_framing", bool(crop.get("yaw_height", False)))
 
     def preprocess(self) -> Preprocess:
         """The faces this stage's network takes: its input side, normalisation and framing."""

@@ -46,8 +46,8 @@ def turned(faces: FaceSet, pre: Preprocess, seed: int, lo: float, hi: float) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="the data folder (fer2013/, wild/, ckplus48/)")
-    parser.add_argument("checkpoints", nargs="+", help="stage-2 best.pt files that crop faces alike (size and framing); "
-                                                              "a+b: an ensemble")
+    parser.add_argument("checkpoints", nargs="+",
+                        help="stage-2 best.pt files that crop faces alike (size and framing); a+b: an ensemble")
     parser.add_argument("--mirror", action="store_true", help="average each face with its mirror image")
     parser.add_argument("--carve", type=float, default=0.15, help="as the stages were trained with")
     parser.add_argument("--seed", type=int, default=0)

@@ -369,8 +369,9 @@ def test_logit_adjustment_teaches_rare_classes_more(pre48):
 
 @pytest.mark.slow
 def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
-    """--arch, --init (whose architecture the next stage takes by default), --target (twice), --footage, --turn,
-    --yaw-framing, --logit-adjust, --carve, --fer-framing, --rehearse, --distill and --ferplus, as the checkpoint records them."""
+    """--arch, --init (whose architecture and framing the next stage takes by default), --target (twice), --footage,
+    --turn, --yaw-framing, --logit-adjust, --carve, --fer-framing, --rehearse, --distill and --ferplus, as the
+    checkpoint records them."""
     first = run_here("emotrain", "fer", "--fer", str(fer_csv), "--variant", "fer28", "--limit", "64", "--epochs", "1",
                       "--batch", "32", "--arch", "mobilenet_v2_x2", "--out", str(tmp_path / "s1"))
     assert first.returncode == 0, first.stderr
@@ -388,10 +389,10 @@ def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     config = ckpt["config"]
     assert config["arch"] == "mobilenet_v2_x2" and json.loads(ckpt["contract"])["preprocess"]["size"] == 48
     assert json.loads(ckpt["contract"])["preprocess"]["crop"]["yaw_height"] and config["yaw_framing"]
-    first_crop = json.loads(torch.load(tmp_path / "s1" / "best.pt", weights_only=False)["contract"])["preprocess"]["crop"]
-    assert "yaw_height" not in first_crop  # off unless asked for, and then absent: older contracts read the same
+    s1_contract = json.loads(torch.load(tmp_path / "s1" / "best.pt", weights_only=False)["contract"])
+    assert "yaw_height" not in s1_contract["preprocess"]["crop"]  # off unless asked for, and absent as in older ones
     # A stage from a checkpoint frames as the checkpoint did unless told otherwise.
-    after = lambda stage, **kw: StageConfig(out=tmp_path / "x", init=str(tmp_path / stage / "best.pt"), **kw)  # noqa: E731
+    after = lambda run, **kw: StageConfig(out=tmp_path / "x", init=str(tmp_path / run / "best.pt"), **kw)  # noqa: E731
     assert after("s2").yaw_framing and not after("s1").yaw_framing and not after("s2", yaw_framing=False).yaw_framing
     assert config["target"] == [str(small_target), str(second)]
     assert (config["footage"], config["turn"], config["logit_adjust"], config["carve"], config["rehearse"],

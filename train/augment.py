@@ -104,7 +104,8 @@ def turned_like(x: torch.Tensor, gen: torch.Generator, share: float, crop: CropS
     pos = (torch.arange(side, dtype=x.dtype) + 0.5) / side * 2 - 1  # output pixel centres, -1..1
     gx, gy = pos[None, None, :].expand(n, side, side), pos[None, :, None].expand(n, side, side)
     seen_x = mid[:, None, None] + gx * half_w * k[:, None, None]  # where each output pixel lies, seen from the front
-    # The live crop's height: the frontal eye distance (up to MAX_YAW_FRAMED), or with its margins the projected one.
+    # The crop's height, in eye distances before the turn: as before the turn where the contract frames turned faces
+    # from brow to chin (up to MAX_YAW_FRAMED degrees), else shrunk with the projected eye distance k.
     tall = k / torch.cos(yaw.abs().clamp(max=math.radians(MAX_YAW_FRAMED))) if crop.yaw_height else k
     seen_y = ((gy + 1) / 2 * height - crop.top) * tall[:, None, None]
     phi = torch.asin((seen_x / r).clamp(-1, 1)) - yaw[:, None, None]  # the angle on the unturned face

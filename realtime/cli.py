@@ -15,7 +15,7 @@ import typer
 
 from . import USER_ERRORS
 from .backends import BACKENDS, TIMED_BATCHES, throughput
-from .outputs import SinkError, Staged, check_paths, silence, tell
+from .outputs import SinkError, Staged, check_paths, left_while_printing, silence, tell
 from .pipeline import STAGES, Timings
 from .provenance import VERSION, provenance
 from .reading import reading_presets
@@ -330,6 +330,8 @@ def run(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # whoever read standard output went away: an ordinary end, every output closed
         silence(1)
         return 0
+    except SystemExit as e:
+        return left_while_printing(e)
     except KeyboardInterrupt:
         return EXIT_SIGNALLED + signal.SIGINT
     except Stopped as e:

@@ -101,6 +101,15 @@ def tell(text: str, out: TextIO | None = None) -> bool:
         return False
 
 
+def left_while_printing(e: SystemExit) -> int:
+    """The exit code for a SystemExit out of a command's parsing: rich, which prints the help, ends with SystemExit(1)
+    when standard output's reader has gone (after pointing it at /dev/null). That is an ordinary end, 0, as a
+    BrokenPipeError is; any other SystemExit goes on."""
+    if e.code != 1:
+        raise e
+    return 0
+
+
 def silence(fd: int) -> None:
     """Point descriptor ``fd`` at /dev/null (its reader went away)."""
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -78,6 +78,8 @@ def test_a_closed_standard_output_is_an_ordinary_end_for_every_command(tiny_mode
         "summary": live(tiny_model, "--summary", tmp_path / "s.json"),
         "bench": " ".join(map(str, (*EMOCAM, "bench", SAMPLE, "--model", tiny_model, "--json", tmp_path / "b.json"))),
         "batch": " ".join(map(str, (*EMOCAM, "batch", SAMPLE, "--out-dir", tmp_path / "out", "--model", tiny_model))),
+        "help": " ".join((*EMOCAM, "batch", "--help")),
+        "emotrain help": f"{sys.executable} -m emocam.train.cli --help",
     }
     for name, command in commands.items():
         # The reader is gone before the command prints: every print to standard output finds a closed pipe.

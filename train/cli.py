@@ -15,6 +15,7 @@ from emocam.backends import MAX_BATCH, OPT_BATCH
 # Declared once, for both commands.
 from emocam.cli import EXIT_SIGNALLED, EXIT_USER_ERROR, BackendOpt, ReadingOpt
 from emocam.extras import missing, optional
+from emocam.outputs import left_while_printing
 
 from .config import PRESETS, StageConfig
 from .targets import TARGET_READING
@@ -335,6 +336,8 @@ def run(argv: list[str] | None = None) -> int:
     errors, too, are one line."""
     try:
         code = app(args=argv, prog_name="emotrain", standalone_mode=False)
+    except SystemExit as e:
+        return left_while_printing(e)
     except typer.TyperException as e:  # bad or missing options and arguments (no arguments: the help, printed)
         if e.format_message():
             print(f"emotrain: error: {e.format_message()}", file=sys.stderr)

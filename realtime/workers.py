@@ -69,7 +69,7 @@ def run_in_workers(fn: Callable[[J], R], jobs: Iterable[J], workers: int,
         while pending or any(slot[2] is not None for slot in slots):
             for i, slot in enumerate(slots):
                 if slot[2] is None and pending:
-                    if not slot[0].is_alive():  # died between jobs
+                    if not slot[0].is_alive():  # died on its last job or between jobs: a new one takes its place
                         slot[1].close()
                         slots[i] = slot = start()
                     slot[2] = pending.popleft()
@@ -83,12 +83,8 @@ def run_in_workers(fn: Callable[[J], R], jobs: Iterable[J], workers: int,
                 slot[2] = None
                 try:
                     ok, value = connection.recv()
-                except (EOFError, OSError):  # it died on this job
+                except (EOFError, OSError):  # it died on this job; its slot gets a new worker with the next job
                     process.join()
-                    connection.close()
-                    slots.remove(slot)
-                    if pending:
-                        slots.append(start())
                     yield died(job, process.pid, how_it_ended(process.exitcode))
                     continue
                 if not ok:

@@ -73,6 +73,14 @@ class Preprocess:
 MAX_YAW_FRAMED = 70.0
 
 
+def height_scale(yaw, crop: CropSpec):
+    """How many projected eye distances the crop's vertical margins are measured in, for a face turned by ``yaw``
+    degrees (a number or an array): the frontal eye distance, 1 / cos(|yaw|) up to MAX_YAW_FRAMED, where
+    ``crop.yaw_height`` is on; else 1. An unknown (NaN) yaw counts as frontal."""
+    yaw = np.nan_to_num(np.abs(np.asarray(yaw, np.float64)), nan=0.0)
+    return 1.0 / np.cos(np.radians(np.minimum(yaw, MAX_YAW_FRAMED))) if crop.yaw_height else np.ones_like(yaw)
+
+
 def crop_matrix(left_eye: np.ndarray, right_eye: np.ndarray, size: int, crop: CropSpec,
                 yaw: float = 0.0) -> np.ndarray:
     """2x3 affine matrix mapping output pixel (u, v) of a ``size`` x ``size`` crop to source image (x, y).
@@ -87,8 +95,7 @@ def crop_matrix(left_eye: np.ndarray, right_eye: np.ndarray, size: int, crop: Cr
     if e2e < 1e-6:
         raise ValueError("eye centres coincide; cannot align the face")
     cos, sin = d / e2e
-    turn = min(abs(float(yaw)), MAX_YAW_FRAMED) if crop.yaw_height and np.isfinite(yaw) else 0.0
-    tall = e2e / np.cos(np.radians(turn))  # the eye distance the face has frontally, for the vertical margins
+    tall = e2e * float(height_scale(yaw, crop))  # the eye distance the face has frontally, for the vertical margins
     # Crop rectangle in the eye-aligned frame, origin at the left eye, x along the eye line.
     x0 = -crop.side * e2e
     y0 = -crop.top * tall

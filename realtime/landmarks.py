@@ -137,8 +137,11 @@ class Landmarker:
             return faces
         if faces.keypoints is not None:
             faces.pose = keypoint_pose(faces.keypoints)
-        collapsed = self.doubt.collapsed(faces) | (faces.keypoints is None)
-        for i in np.flatnonzero(self.doubt(faces)):
+        doubtful = np.flatnonzero(self.doubt(faces))
+        if len(doubtful) == 0:
+            return faces
+        collapsed = self.doubt.collapsed(faces) | (faces.keypoints is None)  # before Face Mesh replaces any eyes
+        for i in doubtful:
             found = self._face_mesh()(image, faces.boxes[i])
             if found is not None:
                 faces.landmarks[i] = "mesh"

@@ -24,11 +24,13 @@ import numpy as np
 import torch
 
 from emocam.align import Preprocess
+from emocam.contract import ModelContract
 from emocam.train.augment import turned_like
 from emocam.train.data import FaceSet, fer_sets, read_fer_csv
-from emocam.train.export import load_checkpoint, load_network
+from emocam.train.export import load_network
 from emocam.train.fit import predict
 from emocam.train.metrics import scores
+from emocam.train.models import read_checkpoint
 from emocam.train.targets import load_target
 
 
@@ -52,7 +54,8 @@ def main() -> None:
     parser.add_argument("--carve", type=float, default=0.15, help="as the stages were trained with")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    pres = {load_checkpoint(Path(p))[1].pre for spec in args.checkpoints for p in spec.split("+")}
+    pres = {ModelContract.from_json(read_checkpoint(p)["contract"]).pre for spec in args.checkpoints
+            for p in spec.split("+")}
     if len(pres) > 1:  # the faces are cropped once for all of them
         parser.error("the checkpoints crop faces differently (size or framing); score each kind in a run of its own")
     pre = pres.pop()

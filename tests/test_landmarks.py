@@ -196,16 +196,23 @@ def test_the_summary_counts_gated_seconds_apart() -> None:
     assert face["shares"]["happy"] == 1.0 and face["dominant"] == "happy"
 
 
-@pytest.mark.parametrize("name, mesh", [("happy/Tony_Blair_0060.jpg", "mesh"),
-                                        ("happy/Mahathir_Mohamad_0001.jpg", "detector"),
-                                        ("sad/Jayamadhuri_171.jpg", "detector")])
-def test_real_faces_turned_past_30_degrees_pass_the_gate_and_get_a_label(shared: Path, name: str, mesh: str) -> None:
-    """Through the defaults, faces of wild/val turned by 30-45 degrees are labelled, whether Face Mesh finds them or
-    (the last two) not."""
+@pytest.fixture(scope="module")
+def recognizer():
+    """emocam.Recognizer with its defaults (the shipped model), as a user makes it."""
     from emocam import Recognizer
 
     with Recognizer() as rec:
-        faces = rec(shared / "wild" / "val" / name)
+        yield rec
+
+
+@pytest.mark.parametrize("name, mesh", [("happy/Tony_Blair_0060.jpg", "mesh"),
+                                        ("happy/Mahathir_Mohamad_0001.jpg", "detector"),
+                                        ("sad/Jayamadhuri_171.jpg", "detector")])
+def test_real_faces_turned_past_30_degrees_pass_the_gate_and_get_a_label(recognizer, shared: Path, name: str,
+                                                                         mesh: str) -> None:
+    """Through the defaults, faces of wild/val turned by 30-45 degrees are labelled, whether Face Mesh finds them or
+    (the last two) not."""
+    faces = recognizer(shared / "wild" / "val" / name)
     i = int(np.argmax(faces.boxes[:, 2] * faces.boxes[:, 3]))
     assert 30 < abs(faces.pose[i, 0]) < 45 and faces.landmarks[i] == mesh
     assert faces.passed[i] and faces.labels[i] >= 0

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from emocam.align import MAX_YAW_FRAMED, CropSpec
+from emocam.align import CropSpec, height_scale
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, erase: float = 0.0, footage: float = 0.0) -> torch.Tensor:
@@ -104,9 +104,8 @@ def turned_like(x: torch.Tensor, gen: torch.Generator, share: float, crop: CropS
     pos = (torch.arange(side, dtype=x.dtype) + 0.5) / side * 2 - 1  # output pixel centres, -1..1
     gx, gy = pos[None, None, :].expand(n, side, side), pos[None, :, None].expand(n, side, side)
     seen_x = mid[:, None, None] + gx * half_w * k[:, None, None]  # where each output pixel lies, seen from the front
-    # The crop's height, in eye distances before the turn: as before the turn where the contract frames turned faces
-    # from brow to chin (up to MAX_YAW_FRAMED degrees), else shrunk with the projected eye distance k.
-    tall = k / torch.cos(yaw.abs().clamp(max=math.radians(MAX_YAW_FRAMED))) if crop.yaw_height else k
+    # The crop's height in eye distances before the turn, as the live crop takes it from the projected eye distance k.
+    tall = k * torch.from_numpy(height_scale(torch.rad2deg(yaw).numpy(), crop)).to(k.dtype)
     seen_y = ((gy + 1) / 2 * height - crop.top) * tall[:, None, None]
     phi = torch.asin((seen_x / r).clamp(-1, 1)) - yaw[:, None, None]  # the angle on the unturned face
     on_face = r * torch.sin(phi.clamp(-math.pi / 2, math.pi / 2))  # the side of the head shows the face's edge

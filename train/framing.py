@@ -105,5 +105,5 @@ def live_crops(images: np.ndarray, pre: Preprocess) -> np.ndarray:
     out = np.empty((len(images), pre.size, pre.size), np.uint8)
     for i, face in enumerate(images):
         left, right = _from_fer(eyes[i] if hit[i] else fallback)
-        out[i] = crop_face(enlarge(np.ascontiguousarray(face)), left, right, pre, yaw[i] if hit[i] else 0.0)
+        out[i] = crop_face(enlarge(np.ascontiguousarray(face)), left, right, pre, yaw[i])  # NaN where missed: frontal
     return out

@@ -11,7 +11,9 @@ The carved persons' faces are also scored turned in depth by 30-45, 45-60 and 60
 --turn``'s synthesis, cropped as the model's contract crops a turned face), beside the same faces frontal.
 
 A model given as ``a/best.pt+b/best.pt`` is the ensemble of the two; ``--mirror`` scores each model with the mirror
-average, as ``emotrain export --mirror`` makes it.
+average, as ``emotrain export --mirror`` makes it. ``--prior-correction 0,0.5,1`` scores each model once per TAU, its
+probabilities divided by each class's share of FER-2013 Training to the power TAU, as ``emotrain export
+--prior-correction TAU`` makes it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from emocam.align import Preprocess
 from emocam.contract import ModelContract
 from emocam.train.augment import turned_like
 from emocam.train.data import FaceSet, fer_sets, read_fer_csv
-from emocam.train.export import load_network
+from emocam.train.export import load_network, prior_weights
 from emocam.train.fit import predict
 from emocam.train.metrics import scores
 from emocam.train.models import read_checkpoint
@@ -53,6 +55,8 @@ def main() -> None:
     parser.add_argument("--mirror", action="store_true", help="average each face with its mirror image")
     parser.add_argument("--carve", type=float, default=0.15, help="as the stages were trained with")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prior-correction", default="0", metavar="TAU,...",
+                        help="score each model once per TAU (comma-separated)")
     args = parser.parse_args()
     pres = {ModelContract.from_json(read_checkpoint(p)["contract"]).pre for spec in args.checkpoints
             for p in spec.split("+")}
@@ -60,7 +64,8 @@ def main() -> None:
         parser.error("the checkpoints crop faces differently (size or framing); score each kind in a run of its own")
     pre = pres.pop()
     fer = args.data / "fer2013" / "fer2013.csv.gz"
-    usage = read_fer_csv(fer)[2]
+    _, fer_labels, usage = read_fer_csv(fer)
+    taus = [float(t) for t in args.prior_correction.split(",")]
     sets = {}
     for framing in ("own", "live"):
         carved = fer_sets(fer, "fer32", pre, framing=framing, seed=args.seed)["val"]
@@ -73,13 +78,16 @@ def main() -> None:
         for lo, hi in TURNS:
             sets[f"{name}/carved-val turned {lo:.0f}-{hi:.0f}"] = turned(carved, pre, args.seed, lo, hi)
     for spec in args.checkpoints:
-        net, _, _ = load_network([Path(p) for p in spec.split("+")], args.mirror)
-        row = {}
-        for name, faces in sets.items():
-            probs = predict(net, faces.images, pre, torch.device("cpu"))  # a softmax again: the same argmax
-            r = scores(faces.labels, probs.argmax(1))
-            row[name] = {"accuracy": round(r["accuracy"], 4), "mean_recall": round(r["mean_recall"], 4)}
-        print(json.dumps({"model": spec, "mirror": args.mirror, **row}))
+        net, contract, _ = load_network([Path(p) for p in spec.split("+")], args.mirror)
+        probs = {name: predict(net, faces.images, pre, torch.device("cpu"), softmax=False)
+                 for name, faces in sets.items()}
+        for tau in taus:
+            weights = prior_weights(fer_labels[usage == 0], len(contract.classes), tau)
+            row = {}
+            for name, faces in sets.items():
+                r = scores(faces.labels, (probs[name] * weights).argmax(1))
+                row[name] = {"accuracy": round(r["accuracy"], 4), "mean_recall": round(r["mean_recall"], 4)}
+            print(json.dumps({"model": spec, "mirror": args.mirror, "prior_correction": tau, **row}))
 
 
 if __name__ == "__main__":

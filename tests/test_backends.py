@@ -160,6 +160,36 @@ def test_mirror_export_averages_each_face_with_its_mirror_image(checkpoint: Path
 
 
 @pytest.mark.slow
+def test_export_prior_correction_divides_by_the_fer_training_shares(checkpoint: Path, faces: np.ndarray,
+                                                                     tmp_path: Path) -> None:
+    import csv
+    import gzip
+
+    from conftest import run_here, says
+    from emocam.train.export import export_onnx
+
+    counts = np.array([1, 2, 4, 8, 16, 32, 64])  # Training faces per class; PrivateTest faces check the export
+    rows = [(c, " ".join(map(str, face.ravel())), "Training") for c, n in enumerate(counts) for face in faces[:n]]
+    rows += [(3, " ".join(map(str, face.ravel())), "PrivateTest") for face in faces[:8]]
+    fer = tmp_path / "fer.csv.gz"
+    with gzip.open(fer, "wt", newline="") as f:
+        csv.writer(f).writerows([("emotion", "pixels", "Usage"), *rows])
+    done = run_here("emotrain", "export", checkpoint, "--fer", fer, "--prior-correction", "0.5", "--out",
+                    tmp_path / "c.onnx")
+    assert done.returncode == 0, done.stderr
+    prior = read_contract(tmp_path / "c.onnx").info["prior_correction"]
+    weights = counts ** -0.5 / np.mean(counts ** -0.5)
+    assert prior["tau"] == 0.5 and np.allclose(prior["weights"], weights, atol=1e-5)
+    x = to_tensor(faces, Preprocess(48))
+    plain = OnnxRuntimeBackend(export_onnx([checkpoint], tmp_path / "plain.onnx")).predict(x) * weights
+    got = OnnxRuntimeBackend(tmp_path / "c.onnx").predict(x)
+    np.testing.assert_allclose(got, plain / plain.sum(1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(TorchBackend(tmp_path / "c.pt2", "cpu").predict(x), got, atol=FP32)
+    says(run_here("emotrain", "export", checkpoint, "--prior-correction", "1", "--out", tmp_path / "d.onnx"),
+         "--prior-correction takes the class shares of FER-2013 Training: pass --fer", program="emotrain")
+
+
+@pytest.mark.slow
 def test_ensemble_export_averages_its_networks_each_in_its_own_normalisation(checkpoint: Path, faces: np.ndarray,
                                                                               tmp_path: Path) -> None:
     from emocam.train.export import export_program

@@ -107,9 +107,11 @@ def _run(action):
              EXIT_SIGNALLED + signal.SIGINT)
 
 
-def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, mirror: bool = False) -> None:
+def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, mirror: bool = False,
+            prior_correction: float = 0.0) -> None:
     """ONNX (checked against PyTorch on the first checkpoint's validation faces, or FER-2013 PrivateTest faces
-    with ``fer``), the torch program beside it, and a TensorRT engine where TensorRT runs."""
+    with ``fer``; ``prior_correction``: its TAU, with the class shares of ``fer``'s Training faces), the torch program
+    beside it, and a TensorRT engine where TensorRT runs."""
     from emocam.backends import BackendError
     from emocam.outputs import check_paths
 
@@ -120,14 +122,22 @@ def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, m
 
     from emocam.backends import build_engine
 
-    from .export import export_onnx, export_program, load_checkpoint
+    from .export import export_onnx, export_program, load_checkpoint, prior_weights
 
-    faces = None
+    faces = prior = None
     if fer is not None:
+        from .data import read_fer_csv
         from .evaluate import fer_split
 
-        faces = fer_split(fer, "PrivateTest", load_checkpoint(checkpoints[0])[1].pre).images[:64]
-    print(f"exported {export_onnx(checkpoints, onnx_path, faces, mirror)}")
+        contract = load_checkpoint(checkpoints[0])[1]
+        faces = fer_split(fer, "PrivateTest", contract.pre).images[:64]
+        if prior_correction:
+            _, labels, usage = read_fer_csv(fer)
+            weights = prior_weights(labels[usage == 0], len(contract.classes), prior_correction)
+            prior = {"tau": prior_correction, "weights": [round(float(w), 6) for w in weights]}
+    elif prior_correction:
+        raise ValueError("--prior-correction takes the class shares of FER-2013 Training: pass --fer")
+    print(f"exported {export_onnx(checkpoints, onnx_path, faces, mirror, prior)}")
     print(f"torch program {export_program(checkpoints, onnx_path)}")
     try:
         print(f"TensorRT engine {build_engine(onnx_path)}")
@@ -304,10 +314,13 @@ def export_cmd(
     out: Annotated[Path, typer.Option(help="ONNX file to write")] = Path("model.onnx"),
     fer: Annotated[Optional[Path], typer.Option(help="check on FER-2013 PrivateTest faces from this csv")] = None,
     mirror: Annotated[bool, typer.Option(help="average each face with its mirror image (twice the cost)")] = False,
+    prior_correction: Annotated[float, typer.Option(
+        min=0.0, help="TAU: divide each class's probability by its share of FER-2013 Training (--fer) to the power "
+                      "TAU, so that the classes seen most get no head start (0: off)")] = 0.0,
 ) -> None:
     """ONNX with a dynamic batch axis and the preprocessing contract, checked against PyTorch on real faces. Several
     checkpoints are averaged into one model (an ensemble), each network fed in its own normalisation."""
-    _run(lambda: _export(checkpoints, out, fer, mirror))
+    _run(lambda: _export(checkpoints, out, fer, mirror, prior_correction))
 
 
 @app.command()

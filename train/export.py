@@ -22,14 +22,16 @@ class Probabilities(torch.nn.Module):
 
     Several networks make an ensemble: their probabilities are averaged, and each one gets the face in its own
     normalisation (``norms``: mean, std per network), converted from the first network's, which is the model's
-    contract. With ``mirror``, each face
-    is also averaged with its mirror image (one batch of twice the size).
+    contract. With ``mirror``, each face is also averaged with its mirror image (one batch of twice the size). With
+    ``weights`` (``prior_weights``), the probabilities are scaled by them and summed to 1 again.
     """
 
-    def __init__(self, models: list[torch.nn.Module], norms: list[tuple[float, float]], mirror: bool = False) -> None:
+    def __init__(self, models: list[torch.nn.Module], norms: list[tuple[float, float]], mirror: bool = False,
+                 weights: np.ndarray | None = None) -> None:
         super().__init__()
         self.models = torch.nn.ModuleList(models)
         self.mirror = mirror
+        self.register_buffer("weights", None if weights is None else torch.tensor(weights, dtype=torch.float32))
         m0, s0 = norms[0]
         # The contract's x = (v - m0) / s0 for a pixel v in [0, 1]; a network normalised by m, s wants
         # (v - m) / s = x * s0 / s + (m0 - m) / s.
@@ -42,7 +44,22 @@ class Probabilities(torch.nn.Module):
         probs = [torch.softmax(model(x if (a, b) == (1.0, 0.0) else x * a + b), dim=1)
                  for model, (a, b) in zip(self.models, self.affine)]
         p = probs[0] if len(probs) == 1 else torch.stack(probs).mean(0)
-        return (p[:n] + p[n:]) * 0.5 if self.mirror else p
+        p = (p[:n] + p[n:]) * 0.5 if self.mirror else p
+        if self.weights is None:
+            return p
+        p = p * self.weights
+        return p / p.sum(1, keepdim=True)
+
+
+def prior_weights(labels: np.ndarray, classes: int, tau: float) -> np.ndarray:
+    """Each class's weight in a prior correction: its share of ``labels`` to the power -``tau``, the weights' mean 1.
+    Scaling the probabilities by them is adding -tau log(share) to the logits, which leaves the classes a model saw
+    most no head start (post-hoc logit adjustment, Menon et al., ICLR 2021); 0 leaves the model as it is."""
+    share = np.bincount(labels, minlength=classes) / len(labels)
+    if tau and not share.all():
+        raise ValueError("a prior correction needs every class in the labels it is taken from")
+    w = share ** -tau if tau else np.ones(classes)
+    return w / w.mean()
 
 
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelContract, dict]:
@@ -57,25 +74,27 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelContract, dict]:
     return model.eval(), contract, ckpt
 
 
-def load_network(checkpoints: list[Path], mirror: bool = False) -> tuple[Probabilities, ModelContract, list[dict]]:
+def load_network(checkpoints: list[Path], mirror: bool = False,
+                 weights: np.ndarray | None = None) -> tuple[Probabilities, ModelContract, list[dict]]:
     """One or more checkpoints as one probability network (an ensemble when several), with the first one's
     contract and the raw checkpoints. Every network must take the same faces (size, channels, crop) and predict the
-    same classes."""
+    same classes; ``weights``: a prior correction (``Probabilities``)."""
     loaded = [load_checkpoint(c) for c in checkpoints]
     contract = loaded[0][1]
     same = lambda c: (c.classes, c.pre.size, c.pre.channels, c.pre.crop)  # noqa: E731
     for path, (_, other, _) in zip(checkpoints[1:], loaded[1:]):
         if same(other) != same(contract):
             raise ValueError(f"{path} takes other faces or predicts other classes than {checkpoints[0]}")
-    net = Probabilities([m for m, _, _ in loaded], [(c.pre.mean, c.pre.std) for _, c, _ in loaded], mirror)
+    net = Probabilities([m for m, _, _ in loaded], [(c.pre.mean, c.pre.std) for _, c, _ in loaded], mirror, weights)
     return net.eval(), contract, [ckpt for _, _, ckpt in loaded]
 
 
 def export_onnx(checkpoints: list[Path], out: Path, faces: np.ndarray | None = None,
-                mirror: bool = False) -> Path:
+                mirror: bool = False, prior: dict | None = None) -> Path:
     """Write ``out`` (.onnx) from one checkpoint, or several averaged as an ensemble, and check it against PyTorch
     on ``faces`` (uint8 crops; by default the validation faces stored in the first checkpoint). With ``mirror``
-    the model averages each face with its mirror image.
+    the model averages each face with its mirror image; ``prior`` (``tau`` and ``weights``, recorded in the
+    contract) corrects its probabilities by ``prior_weights``.
 
     Raises ValueError if ONNX Runtime and PyTorch differ by more than 1e-4 in any probability.
     """
@@ -84,7 +103,7 @@ def export_onnx(checkpoints: list[Path], out: Path, faces: np.ndarray | None = N
     from emocam.align import to_tensor
     from emocam.backends import OnnxRuntimeBackend
 
-    net, contract, ckpts = load_network(checkpoints, mirror)
+    net, contract, ckpts = load_network(checkpoints, mirror, prior and np.array(prior["weights"]))
     pre = contract.pre
     dummy = torch.zeros(1, pre.channels, pre.size, pre.size)
     out = Path(out)
@@ -98,7 +117,7 @@ def export_onnx(checkpoints: list[Path], out: Path, faces: np.ndarray | None = N
     members = [{"arch": c["config"]["arch"], "best_epoch": c.get("best_epoch"), "stage": c["config"].get("data"),
                 "origin": c.get("origin")} for c in ckpts]
     made = members[0] if len(members) == 1 else {"arch": "+".join(m["arch"] for m in members), "members": members}
-    info = dict(contract.info, output="probs", mirror=mirror, **made)
+    info = dict(contract.info, output="probs", mirror=mirror, **made, **({"prior_correction": prior} if prior else {}))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, ModelContract(contract.classes, pre, info).to_json()
     onnx.checker.check_model(proto)
@@ -126,7 +145,8 @@ def export_program(checkpoints: list[Path], onnx_path: Path) -> Path:
     torch.export program with a dynamic batch axis, carrying the ONNX file's contract and sha256, for the torch
     backend."""
     contract: ModelContract = read_contract(onnx_path)
-    net, _, _ = load_network(checkpoints, bool(contract.info.get("mirror")))
+    prior = contract.info.get("prior_correction")
+    net, _, _ = load_network(checkpoints, bool(contract.info.get("mirror")), prior and np.array(prior["weights"]))
     pre = contract.pre
     batch = torch.export.Dim("batch", min=1, max=4096)
     example = torch.zeros(2, pre.channels, pre.size, pre.size)

@@ -101,13 +101,14 @@ def to_input(images: np.ndarray, pre: Preprocess, device: torch.device) -> torch
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: np.ndarray, pre: Preprocess, device: torch.device,
-            batch: int = 256) -> np.ndarray:
-    """Class probabilities (N, K) for uint8 faces."""
+            batch: int = 256, softmax: bool = True) -> np.ndarray:
+    """Class probabilities (N, K) for uint8 faces; ``softmax=False`` for a model that gives probabilities itself."""
     model.eval()
     out = []
     for i in range(0, len(images), batch):
         x = to_input(images[i:i + batch], pre, device).contiguous(memory_format=torch.channels_last)
-        out.append(F.softmax(model(x), 1).cpu().numpy())
+        y = model(x)
+        out.append((F.softmax(y, 1) if softmax else y).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
 

@@ -4,7 +4,7 @@ The crop follows Ng et al. (ICMI 2015): rotate so that the eye centres are level
 between them, take from the left eye centre minus ``side`` e2e to the right eye centre plus ``side`` e2e,
 and from ``top`` e2e above the eye line to ``bottom`` e2e below it; grayscale; min-max stretch to [0, 255].
 
-A face turned by a yaw shows its eyes closer, by cos(yaw), while its height stays: with ``CropSpec.yaw_height`` the
+A face turned by a yaw shows its eyes closer, by cos(yaw), while its height stays: with ``CropSpec.yaw_framing`` the
 vertical margins are taken in the eye distance the face has frontally, e2e / cos(yaw), so that a turned face is
 cropped from brow to chin as a frontal one is, and stretched across to a frontal face's width (at yaw 0: the paper's
 crop). Without it, a turned face's crop is a magnified patch of eyes and nose with the mouth below its edge.
@@ -27,18 +27,18 @@ class CropSpec:
     side: float = 0.863
     top: float = 1.074
     bottom: float = 1.653
-    yaw_height: bool = False  # vertical margins in the frontal eye distance (emotrain --yaw-framing)
+    yaw_framing: bool = False  # vertical margins in the frontal eye distance (emotrain --yaw-framing)
 
     def to_dict(self) -> dict:
-        """The margins, and ``yaw_height`` where it is on (so that a contract without it reads as before)."""
+        """The margins, and ``yaw_framing`` where it is on (so that a contract without it reads as before)."""
         d = asdict(self)
-        if not self.yaw_height:
-            del d["yaw_height"]
+        if not self.yaw_framing:
+            del d["yaw_framing"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "CropSpec":
-        return cls(float(d["side"]), float(d["top"]), float(d["bottom"]), bool(d.get("yaw_height", False)))
+        return cls(float(d["side"]), float(d["top"]), float(d["bottom"]), bool(d.get("yaw_framing", False)))
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,9 @@ MAX_YAW_FRAMED = 70.0
 def height_scale(yaw, crop: CropSpec):
     """How many projected eye distances the crop's vertical margins are measured in, for a face turned by ``yaw``
     degrees (a number or an array): the frontal eye distance, 1 / cos(|yaw|) up to MAX_YAW_FRAMED, where
-    ``crop.yaw_height`` is on; else 1. An unknown (NaN) yaw counts as frontal."""
+    ``crop.yaw_framing`` is on; else 1. An unknown (NaN) yaw counts as frontal."""
     yaw = np.nan_to_num(np.abs(np.asarray(yaw, np.float64)), nan=0.0)
-    return 1.0 / np.cos(np.radians(np.minimum(yaw, MAX_YAW_FRAMED))) if crop.yaw_height else np.ones_like(yaw)
+    return 1.0 / np.cos(np.radians(np.minimum(yaw, MAX_YAW_FRAMED))) if crop.yaw_framing else np.ones_like(yaw)
 
 
 def crop_matrix(left_eye: np.ndarray, right_eye: np.ndarray, size: int, crop: CropSpec,
@@ -86,7 +86,7 @@ def crop_matrix(left_eye: np.ndarray, right_eye: np.ndarray, size: int, crop: Cr
     """2x3 affine matrix mapping output pixel (u, v) of a ``size`` x ``size`` crop to source image (x, y).
 
     ``left_eye`` is the eye centre with the smaller x in the image (the subject's right eye); ``yaw`` the head's turn
-    in degrees (NaN: unknown, taken as frontal), used where ``crop.yaw_height`` is on.
+    in degrees (NaN: unknown, taken as frontal), used where ``crop.yaw_framing`` is on.
     """
     left = np.asarray(left_eye, np.float64)
     right = np.asarray(right_eye, np.float64)

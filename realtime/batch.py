@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from .contract import ModelError
 from .extras import require
-from .outputs import SinkError, Staged, append_whole, can_write, check_paths, writable
+from .outputs import SinkError, Staged, append_whole, can_write, check_paths, file_identity, writable
 from .provenance import VERSION, model_sha256, options_record, provenance
 from .recognizer import Options, Recognizer, UsageProblem
 from .records import read_csv, schema
@@ -57,7 +57,10 @@ class Job:
     options: Options
     every_frame: bool
     key: str
-    shown: str = ""
+
+    @property
+    def shown(self) -> str:
+        return printable(self.input)
 
 
 def printable(text: str) -> str:
@@ -82,12 +85,7 @@ def expand(specs: Iterable[str | Path]) -> tuple[list[Path], dict[Path, str]]:
             matches = [spec]
         for match in map(Path, matches):
             for f in search(match, unreadable) if match.is_dir() else [match]:
-                try:
-                    st = f.stat()
-                    identity: tuple = (st.st_dev, st.st_ino)
-                except OSError:
-                    identity = (os.path.abspath(f),)
-                found.setdefault(identity, f.absolute())
+                found.setdefault(file_identity(f), f.absolute())
     return list(found.values()), unreadable
 
 
@@ -259,8 +257,7 @@ class Plan:
 def jobs_for(inputs: Sequence[Path], out_dir: Path, options: Options, every_frame: bool) -> list[Job]:
     """A job for each input, with its outputs' name and its key."""
     digest = options_key(options, every_frame)
-    return [Job(str(p), str(out_dir), output_name(p), options, every_frame, input_key(p, digest), printable(str(p)))
-            for p in inputs]
+    return [Job(str(p), str(out_dir), output_name(p), options, every_frame, input_key(p, digest)) for p in inputs]
 
 
 def plan(jobs: list[Job], out_dir: Path, options: Options, every_frame: bool) -> Plan:

@@ -88,17 +88,15 @@ def append_whole(fd: int, data: bytes, target: object, kept: str) -> None:
         raise SinkError(f"cannot write {target}: {e.strerror}; it keeps the {kept}") from None
 
 
-def tell(text: str, out: TextIO | None = None) -> bool:
+def tell(text: str, out: TextIO | None = None) -> None:
     """Print ``text`` on ``out`` (standard output by default) for whoever reads it. A reader that went away is the
     end of the pipe, not an error: the descriptor is pointed at /dev/null, so that later prints and Python's own
-    flush at exit go nowhere instead of failing; False then."""
+    flush at exit go nowhere instead of failing."""
     out = sys.stdout if out is None else out
     try:
         print(text, file=out, flush=True)
-        return True
     except BrokenPipeError:
         silence(out.fileno())
-        return False
 
 
 def left_while_printing(e: SystemExit) -> int:

@@ -60,7 +60,7 @@ def test_crop_margins_follow_the_spec() -> None:
 def test_a_turned_face_is_framed_from_brow_to_chin_as_a_frontal_one() -> None:
     """Turned by a yaw, a face shows its eyes closer by cos(yaw) while its mouth stays as far below them: given the
     yaw, the crop puts eyes and mouth where the frontal face's crop has them (without it, the mouth falls out)."""
-    pre = Preprocess(size=64, crop=CropSpec(yaw_height=True))
+    pre = Preprocess(size=64, crop=CropSpec(yaw_framing=True))
     mouth_below = 1.4  # eye distances below the eye line: out of the crop when it is taken by the projected eyes
     mid = np.array([400.0, 300.0])
 
@@ -83,7 +83,7 @@ def test_a_turned_face_is_framed_from_brow_to_chin_as_a_frontal_one() -> None:
     unknown = crop(200.0 * np.cos(np.radians(45.0)), float("nan"))  # no pose: cropped as a frontal face
     assert np.array_equal(unknown, crop(200.0 * np.cos(np.radians(45.0)), 0.0))
     assert unknown[pre.size // 2 + 4:].max() < 50  # the mouth is out of a crop taken by the projected eyes
-    # A model trained on faces framed by their projected eyes (a contract without yaw_height) keeps that crop.
+    # A model trained on faces framed by their projected eyes (a contract without yaw_framing) keeps that crop.
     older = Preprocess.from_dict({**pre.to_dict(), "crop": {"side": 0.863, "top": 1.074, "bottom": 1.653}})
     assert older == Preprocess(size=64) and Preprocess.from_dict(pre.to_dict()) == pre
     assert np.array_equal(crop(200.0 * np.cos(np.radians(45.0)), 45.0, older), unknown)

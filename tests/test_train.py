@@ -341,7 +341,7 @@ def test_turned_faces_keep_frontal_ones_and_compress_the_far_side(pre48):
     assert (turned.diff(dim=1).max(1).values > 1.5 * near).all() and ((steep < 16) | (steep > 31)).all()
     # Framed from brow to chin (--yaw-framing), the rows stay where they were; by the projected eyes, they spread.
     y = torch.linspace(-1, 1, 48)[None, None, :, None].repeat(4, 1, 1, 48)
-    assert (turned_like(y, gen(), 1.0, CropSpec(yaw_height=True), max_yaw=60.0) - y)[..., 12:36].abs().max() < 1e-4
+    assert (turned_like(y, gen(), 1.0, CropSpec(yaw_framing=True), max_yaw=60.0) - y)[..., 12:36].abs().max() < 1e-4
     assert (turned_like(y, gen(), 1.0, pre48.crop, max_yaw=60.0) - y)[..., 12:36].abs().max() > 0.1
 
 
@@ -388,9 +388,9 @@ def test_stage_options_reach_the_run(fer_csv, small_target, shared, tmp_path):
     ckpt = torch.load(tmp_path / "s2" / "best.pt", weights_only=False)
     config = ckpt["config"]
     assert config["arch"] == "mobilenet_v2_x2" and json.loads(ckpt["contract"])["preprocess"]["size"] == 48
-    assert json.loads(ckpt["contract"])["preprocess"]["crop"]["yaw_height"] and config["yaw_framing"]
+    assert json.loads(ckpt["contract"])["preprocess"]["crop"]["yaw_framing"] and config["yaw_framing"]
     s1_contract = json.loads(torch.load(tmp_path / "s1" / "best.pt", weights_only=False)["contract"])
-    assert "yaw_height" not in s1_contract["preprocess"]["crop"]  # off unless asked for, and absent as in older ones
+    assert "yaw_framing" not in s1_contract["preprocess"]["crop"]  # off unless asked for, and absent as in older ones
     # A stage from a checkpoint frames as the checkpoint did unless told otherwise.
     after = lambda run, **kw: StageConfig(out=tmp_path / "x", init=str(tmp_path / run / "best.pt"), **kw)  # noqa: E731
     assert after("s2").yaw_framing and not after("s1").yaw_framing and not after("s2", yaw_framing=False).yaw_framing

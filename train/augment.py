@@ -81,7 +81,7 @@ def turned_like(x: torch.Tensor, gen: torch.Generator, share: float, crop: CropS
                 min_yaw: float = 0.0) -> torch.Tensor:
     """``share`` of the faces turned in depth by a random yaw of ``min_yaw`` to ``max_yaw`` degrees, either way, then
     cropped again the way the live side crops a turned face (``emocam.align``): across by its projected eyes, whose
-    distance shrinks by cos(yaw) as the head turns, and from brow to chin as before the turn (``crop.yaw_height``;
+    distance shrinks by cos(yaw) as the head turns, and from brow to chin as before the turn (``crop.yaw_framing``;
     without it, by the projected eyes both ways).
 
     The face is texture on a cylinder (``HEAD_RADIUS`` eye distances) through the eye midpoint: a point at angle phi

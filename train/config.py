@@ -86,7 +86,7 @@ class StageConfig:
                 object.__setattr__(self, "arch", start.get("arch", "mobilenet_v2"))
                 object.__setattr__(self, "size", self.size or start.get("size"))
             if self.yaw_framing is None:
-                object.__setattr__(self, "yaw_framing", bool(crop.get("yaw_height", False)))
+                object.__setattr__(self, "yaw_framing", bool(crop.get("yaw_framing", False)))
 
     def preprocess(self) -> Preprocess:
         """The faces this stage's network takes: its input side, normalisation and framing."""

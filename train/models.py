@@ -83,12 +83,12 @@ def plain(arch: str) -> str:
     return arch.removesuffix("_x2")
 
 
-def input_preprocess(arch: str, size: int | None = None, yaw_height: bool = False) -> Preprocess:
+def input_preprocess(arch: str, size: int | None = None, yaw_framing: bool = False) -> Preprocess:
     """The gray input ``arch`` takes: its default side (or ``size``) and the normalisation it was pre-trained with;
-    with ``yaw_height``, turned faces framed from brow to chin (``CropSpec.yaw_height``)."""
+    with ``yaw_framing``, turned faces framed from brow to chin (``CropSpec.yaw_framing``)."""
     mean, std = GRAY_NORM.get(plain(arch), IMAGENET_GRAY)
     return Preprocess(size=size or INPUT_SIZE[plain(arch)], channels=1, mean=mean, std=std,
-                      crop=CropSpec(yaw_height=yaw_height))
+                      crop=CropSpec(yaw_framing=yaw_framing))
 
 
 def _backbone(arch: str) -> nn.Module:

@@ -38,7 +38,8 @@ class CropSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CropSpec":
-        return cls(float(d["side"]), float(d["top"]), float(d["bottom"]), bool(d.get("yaw_framing", False)))
+        framed = d.get("yaw_framing", d.get("yaw_height", False))  # the key's first name, in early such contracts
+        return cls(float(d["side"]), float(d["top"]), float(d["bottom"]), bool(framed))
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,12 @@ class Preprocess:
 MAX_YAW_FRAMED = 70.0
 
 
-def height_scale(yaw, crop: CropSpec):
+def height_scale(yaw: float | np.ndarray, crop: CropSpec) -> np.ndarray:
     """How many projected eye distances the crop's vertical margins are measured in, for a face turned by ``yaw``
     degrees (a number or an array): the frontal eye distance, 1 / cos(|yaw|) up to MAX_YAW_FRAMED, where
-    ``crop.yaw_framing`` is on; else 1. An unknown (NaN) yaw counts as frontal."""
-    yaw = np.nan_to_num(np.abs(np.asarray(yaw, np.float64)), nan=0.0)
+    ``crop.yaw_framing`` is on; else 1. An unknown yaw (not finite) counts as frontal."""
+    yaw = np.abs(np.asarray(yaw, np.float64))
+    yaw = np.where(np.isfinite(yaw), yaw, 0.0)
     return 1.0 / np.cos(np.radians(np.minimum(yaw, MAX_YAW_FRAMED))) if crop.yaw_framing else np.ones_like(yaw)
 
 

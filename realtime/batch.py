@@ -60,6 +60,7 @@ class Job:
 
     @property
     def shown(self) -> str:
+        """The input's path as the index and messages give it."""
         return printable(self.input)
 
 

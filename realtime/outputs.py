@@ -100,12 +100,12 @@ def tell(text: str, out: TextIO | None = None) -> None:
 
 
 def left_while_printing(e: SystemExit) -> int:
-    """The exit code for a SystemExit out of a command's parsing: rich, which prints the help, ends with SystemExit(1)
-    when standard output's reader has gone (after pointing it at /dev/null). That is an ordinary end, 0, as a
+    """The exit code for a SystemExit out of a command: rich, which prints the help, ends with SystemExit(1) when
+    standard output's reader has gone, after pointing it at /dev/null. That is an ordinary end, 0, as a
     BrokenPipeError is; any other SystemExit goes on."""
-    if e.code != 1:
-        raise e
-    return 0
+    if e.code == 1 and os.path.samestat(os.fstat(1), os.stat(os.devnull)):
+        return 0
+    raise e
 
 
 def silence(fd: int) -> None:

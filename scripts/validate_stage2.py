@@ -29,7 +29,7 @@ from emocam.align import Preprocess
 from emocam.contract import ModelContract
 from emocam.train.augment import turned_like
 from emocam.train.data import FaceSet, fer_sets, read_fer_csv
-from emocam.train.export import load_network, prior_weights
+from emocam.train.export import fer_prior, load_network
 from emocam.train.fit import predict
 from emocam.train.metrics import scores
 from emocam.train.models import read_checkpoint
@@ -64,7 +64,7 @@ def main() -> None:
         parser.error("the checkpoints crop faces differently (size or framing); score each kind in a run of its own")
     pre = pres.pop()
     fer = args.data / "fer2013" / "fer2013.csv.gz"
-    _, fer_labels, usage = read_fer_csv(fer)
+    usage = read_fer_csv(fer)[2]
     taus = [float(t) for t in args.prior_correction.split(",")]
     sets = {}
     for framing in ("own", "live"):
@@ -82,7 +82,7 @@ def main() -> None:
         probs = {name: predict(net, faces.images, pre, torch.device("cpu"), softmax=False)
                  for name, faces in sets.items()}
         for tau in taus:
-            weights = prior_weights(fer_labels[usage == 0], len(contract.classes), tau)
+            weights = np.array(fer_prior(fer, contract.classes, tau)["weights"])
             row = {}
             for name, faces in sets.items():
                 r = scores(faces.labels, (probs[name] * weights).argmax(1))

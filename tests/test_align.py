@@ -87,6 +87,7 @@ def test_a_turned_face_is_framed_from_brow_to_chin_as_a_frontal_one() -> None:
     older = Preprocess.from_dict({**pre.to_dict(), "crop": {"side": 0.863, "top": 1.074, "bottom": 1.653}})
     assert older == Preprocess(size=64) and Preprocess.from_dict(pre.to_dict()) == pre
     assert np.array_equal(crop(200.0 * np.cos(np.radians(45.0)), 45.0, older), unknown)
+    assert CropSpec.from_dict({**older.crop.to_dict(), "yaw_height": True}) == pre.crop  # the key's first name
 
 
 def test_a_face_at_the_border_gives_a_full_crop() -> None:

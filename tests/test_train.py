@@ -20,7 +20,7 @@ from emocam.train import data as D  # noqa: E402
 from emocam.train import models  # noqa: E402
 from emocam.train import targets as T  # noqa: E402
 from emocam.train.augment import augment, footage_like, turned_like  # noqa: E402
-from emocam.train.export import export_onnx, load_checkpoint  # noqa: E402
+from emocam.train.export import export_onnx, load_checkpoint, prior_weights  # noqa: E402
 from emocam.train.config import StageConfig  # noqa: E402
 from emocam.train.fit import Targets, _initial_model, cascade, run_stage, to_input, train_one_epoch  # noqa: E402
 from emocam.train.models import WeightsError, build_model, imagenet_state_dict  # noqa: E402
@@ -127,6 +127,20 @@ def test_doubled_network_is_the_plain_one_on_twice_the_side(arch):
         big = torch.nn.functional.interpolate(face, size=96, mode="bilinear", align_corners=False)
         assert torch.allclose(x2(face), plain(big), atol=1e-5)
         assert not torch.allclose(x2(face), plain(face), atol=1e-2)
+
+
+def test_prior_weights_favour_the_rare_classes_and_refuse_what_they_cannot_weigh():
+    labels = np.repeat(np.arange(7), [1, 2, 4, 8, 16, 32, 64])
+    w = prior_weights(labels, 7, 1.0)
+    assert np.allclose(w[:-1] / w[1:], 2.0) and np.isclose(w.mean(), 1.0)
+    assert np.array_equal(prior_weights(labels, 7, 0.0), np.ones(7))
+    assert np.array_equal(prior_weights(np.array([], np.int64), 7, 0.0), np.ones(7))
+    for tau in (float("nan"), float("inf"), -0.5):
+        with pytest.raises(ValueError, match="TAU is a number from 0 up"):
+            prior_weights(labels, 7, tau)
+    for few in (labels[labels != 1], np.array([], np.int64)):
+        with pytest.raises(ValueError, match="needs every class"):
+            prior_weights(few, 7, 0.5)
 
 
 def test_erasing_blanks_one_rectangle_in_the_chosen_share_of_faces():

@@ -122,19 +122,16 @@ def _export(checkpoints: list[Path], onnx_path: Path, fer: Path | None = None, m
 
     from emocam.backends import build_engine
 
-    from .export import export_onnx, export_program, load_checkpoint, prior_weights
+    from .export import export_onnx, export_program, fer_prior, load_checkpoint
 
     faces = prior = None
     if fer is not None:
-        from .data import read_fer_csv
         from .evaluate import fer_split
 
         contract = load_checkpoint(checkpoints[0])[1]
         faces = fer_split(fer, "PrivateTest", contract.pre).images[:64]
         if prior_correction:
-            _, labels, usage = read_fer_csv(fer)
-            weights = prior_weights(labels[usage == 0], len(contract.classes), prior_correction)
-            prior = {"tau": prior_correction, "weights": [round(float(w), 6) for w in weights]}
+            prior = fer_prior(fer, contract.classes, prior_correction)
     elif prior_correction:
         raise ValueError("--prior-correction takes the class shares of FER-2013 Training: pass --fer")
     print(f"exported {export_onnx(checkpoints, onnx_path, faces, mirror, prior)}")

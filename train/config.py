@@ -3,11 +3,11 @@ command takes its defaults from these, as nanoGPT's runs take theirs from config
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from emocam.align import Preprocess
+from emocam.contract import ModelContract
 
 DATA_KINDS = ("fer28", "fer32", "target", "combined")
 # FER-2013's faces as they are ("own"), or re-cropped by the live side's landmarks and crop ("live").
@@ -76,17 +76,17 @@ class StageConfig:
         if self.select not in ("acc", "recall"):
             raise ValueError(f"unknown selection metric '{self.select}'; choose acc or recall")
         if self.arch is None or self.yaw_framing is None:  # what is not given is taken from the --init checkpoint
-            start, crop = {}, {}
+            start, framed = {}, False
             if self.init not in STARTS:
                 from .models import read_checkpoint  # torch: only where a checkpoint is read
 
                 ckpt = read_checkpoint(self.init)
-                start, crop = ckpt["config"], json.loads(ckpt["contract"])["preprocess"]["crop"]
+                start, framed = ckpt["config"], ModelContract.from_json(ckpt["contract"]).pre.crop.yaw_framing
             if self.arch is None:
                 object.__setattr__(self, "arch", start.get("arch", "mobilenet_v2"))
                 object.__setattr__(self, "size", self.size or start.get("size"))
             if self.yaw_framing is None:
-                object.__setattr__(self, "yaw_framing", bool(crop.get("yaw_framing", False)))
+                object.__setattr__(self, "yaw_framing", framed)
 
     def preprocess(self) -> Preprocess:
         """The faces this stage's network takes: its input side, normalisation and framing."""

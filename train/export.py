@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ import torch
 from emocam.backends import PROGRAM_SHA_KEY, sha256
 from emocam.contract import METADATA_KEY, ModelContract, ModelError, read_contract
 
+from .data import CLASSES, FER_USAGES, read_fer_csv
 from .models import build_model, read_checkpoint
 
 PARITY_TOLERANCE = 1e-4
@@ -55,11 +57,26 @@ def prior_weights(labels: np.ndarray, classes: int, tau: float) -> np.ndarray:
     """Each class's weight in a prior correction: its share of ``labels`` to the power -``tau``, the weights' mean 1.
     Scaling the probabilities by them is adding -tau log(share) to the logits, which leaves the classes a model saw
     most no head start (post-hoc logit adjustment, Menon et al., ICLR 2021); 0 leaves the model as it is."""
-    share = np.bincount(labels, minlength=classes) / len(labels)
-    if tau and not share.all():
-        raise ValueError("a prior correction needs every class in the labels it is taken from")
-    w = share ** -tau if tau else np.ones(classes)
+    if not np.isfinite(tau) or tau < 0:
+        raise ValueError(f"a prior correction's TAU is a number from 0 up, not {tau}")
+    if tau == 0:
+        return np.ones(classes)
+    share = np.bincount(labels, minlength=classes) / max(len(labels), 1)
+    if not share.all():
+        raise ValueError("a prior correction needs every class among the faces it is taken from")
+    w = share ** -tau
     return w / w.mean()
+
+
+def fer_prior(fer: Path, classes: Sequence[str], tau: float) -> dict:
+    """The prior correction ``tau`` by the class shares of FER-2013's Training faces (``fer``, its csv), as
+    ``export_onnx`` takes it and the contract records it."""
+    if tuple(classes) != CLASSES:
+        raise ValueError(f"a prior correction by FER-2013 needs a model of its classes, in its order: "
+                         f"{', '.join(CLASSES)}")
+    _, labels, usage = read_fer_csv(fer)
+    weights = prior_weights(labels[usage == FER_USAGES.index("Training")], len(classes), tau)
+    return {"tau": tau, "weights": weights.tolist()}
 
 
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelContract, dict]:
@@ -132,7 +149,7 @@ def export_onnx(checkpoints: list[Path], out: Path, faces: np.ndarray | None = N
         expected = net(torch.from_numpy(x)).numpy()
     got = OnnxRuntimeBackend(tmp).predict(x)
     diff = float(np.abs(got - expected).max())
-    if diff > PARITY_TOLERANCE:
+    if not diff <= PARITY_TOLERANCE:  # NaN too
         tmp.unlink()
         raise ValueError(f"ONNX export differs from PyTorch by {diff:.2e} (> {PARITY_TOLERANCE:g})")
     tmp.replace(out)

@@ -1,5 +1,6 @@
 """What the model sees on the crying frames of WolfgangLanger_Pexels.mp4: each chosen frame's face as the model takes
-it (the aligned 48 px crop, enlarged for viewing) with its two likeliest classes, through ``Recognizer``'s defaults.
+it (the aligned 48 px crop, enlarged for viewing) with its two likeliest classes, through ``Recognizer``'s defaults;
+and how often each label (the smoothed one, as the CSV's ``label``) is given over the crying frames, 10 to 60.
 
     python scripts/crying_frames.py ../shared/data/videos/WolfgangLanger_Pexels.mp4 docs/crying-frames.png
 """
@@ -7,6 +8,7 @@ it (the aligned 48 px crop, enlarged for viewing) with its two likeliest classes
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -15,6 +17,7 @@ import numpy as np
 from emocam import Recognizer
 
 FRAMES = (12, 24, 36, 48, 60, 300)  # crying from about frame 10, the hand at the mouth from 60, laughing at 300
+CRYING = range(10, 61)
 SIDE = 192
 
 
@@ -24,11 +27,13 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="PNG to write")
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
     args = parser.parse_args()
-    seen = {}
+    seen, labels = {}, Counter()
     with Recognizer(args.model) as rec:
         for frame, faces in rec.stream(args.video, max_frames=max(FRAMES) + 1):
             if frame.index in FRAMES and len(faces):
                 seen[frame.index] = (faces.crops[0], faces.probs[0])
+            if frame.index in CRYING:
+                labels.update(rec.classes[k] if k >= 0 else "none" for k in faces.labels[:1])
         classes = rec.classes
     tiles = []
     for index, (crop, probs) in sorted(seen.items()):
@@ -40,6 +45,7 @@ def main() -> None:
         tiles.append(tile)
         print(f"frame {index}: " + ", ".join(f"{c} {p:.2f}" for c, p in zip(classes, probs)))
     cv2.imwrite(str(args.out), np.hstack(tiles))
+    print(f"label over frames {CRYING.start}-{CRYING.stop - 1}: " + ", ".join(f"{c} {n}" for c, n in labels.most_common()))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from types import ModuleType
 # What each optional module is installed with.
 EXTRAS = {"pandas": "table", "pyarrow": "table", "ray": "cluster", "torch": "train", "torchvision": "train",
           "onnx": "train", "efficientnet_lite_pytorch": "train", "fastapi": "serve", "uvicorn": "serve",
-          "python_multipart": "serve", "PIL": "serve"}
+          "python_multipart": "serve"}
 
 
 class MissingExtra(Exception):

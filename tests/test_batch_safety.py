@@ -5,7 +5,6 @@ load (issue 19: 1-7, 11, 12, 14, 15)."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import importlib.util
 import os
 import re
@@ -22,7 +21,7 @@ import emocam
 from crafted import png
 from emocam.batch import INDEX, INDEX_COLUMNS
 from emocam.cli import EXIT_SOME_FAILED
-from conftest import tmpfs
+from conftest import digest, tmpfs
 
 # The long-batch memory script's finder of a batch's worker processes, shared with the tests below.
 _spec = importlib.util.spec_from_file_location("batch_memory", Path(__file__).parents[1] / "scripts" / "batch_memory.py")
@@ -56,10 +55,6 @@ def index_rows(out: Path) -> list[dict]:
     rows = list(csv.reader(text.splitlines()))
     assert rows[0] == list(INDEX_COLUMNS) and all(len(r) == len(INDEX_COLUMNS) for r in rows), text[-500:]
     return [dict(zip(INDEX_COLUMNS, r)) for r in rows[1:]]
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ def serve(options: ServeOptions) -> None:
     (UsageProblem, SourceError, ModelError, MissingExtra) before anything listens."""
     options.check()
     uvicorn = require("uvicorn")
-    for module in ("fastapi", "python_multipart", "PIL"):
+    for module in ("fastapi", "python_multipart"):
         require(module)
     check_source(options.source)
     sock = listening_socket(options.host, options.port)

@@ -45,7 +45,8 @@ def main() -> None:
         tiles.append(tile)
         print(f"frame {index}: " + ", ".join(f"{c} {p:.2f}" for c, p in zip(classes, probs)))
     cv2.imwrite(str(args.out), np.hstack(tiles))
-    print(f"label over frames {CRYING.start}-{CRYING.stop - 1}: " + ", ".join(f"{c} {n}" for c, n in labels.most_common()))
+    counts = ", ".join(f"{c} {n}" for c, n in labels.most_common())
+    print(f"label over frames {CRYING.start}-{CRYING.stop - 1}: {counts}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,17 @@ def turned(faces: FaceSet, pre: Preprocess, seed: int, lo: float, hi: float) -> 
     return FaceSet(x[:, 0].round().clamp(0, 255).numpy().astype(np.uint8), faces.labels, f"{faces.name} turned")
 
 
+def taus(text: str) -> list[float]:
+    """``--prior-correction``'s comma-separated TAUs, each a number from 0 up."""
+    try:
+        values = [float(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated numbers: {text}") from None
+    if not all(np.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"each TAU is a number from 0 up: {text}")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="the data folder (fer2013/, wild/, ckplus48/)")
@@ -55,7 +66,7 @@ def main() -> None:
     parser.add_argument("--mirror", action="store_true", help="average each face with its mirror image")
     parser.add_argument("--carve", type=float, default=0.15, help="as the stages were trained with")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--prior-correction", default="0", metavar="TAU,...",
+    parser.add_argument("--prior-correction", type=taus, default=[0.0], metavar="TAU,...",
                         help="score each model once per TAU (comma-separated)")
     args = parser.parse_args()
     pres = {ModelContract.from_json(read_checkpoint(p)["contract"]).pre for spec in args.checkpoints
@@ -65,7 +76,6 @@ def main() -> None:
     pre = pres.pop()
     fer = args.data / "fer2013" / "fer2013.csv.gz"
     usage = read_fer_csv(fer)[2]
-    taus = [float(t) for t in args.prior_correction.split(",")]
     sets = {}
     for framing in ("own", "live"):
         carved = fer_sets(fer, "fer32", pre, framing=framing, seed=args.seed)["val"]
@@ -81,7 +91,7 @@ def main() -> None:
         net, contract, _ = load_network([Path(p) for p in spec.split("+")], args.mirror)
         probs = {name: predict(net, faces.images, pre, torch.device("cpu"), softmax=False)
                  for name, faces in sets.items()}
-        for tau in taus:
+        for tau in args.prior_correction:
             weights = np.array(fer_prior(fer, contract.classes, tau)["weights"])
             row = {}
             for name, faces in sets.items():

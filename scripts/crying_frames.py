@@ -32,8 +32,9 @@ def main() -> None:
         for frame, faces in rec.stream(args.video, max_frames=max(FRAMES) + 1):
             if frame.index in FRAMES and len(faces):
                 seen[frame.index] = (faces.crops[0], faces.probs[0])
-            if frame.index in CRYING:
-                labels.update(rec.classes[k] if k >= 0 else "none" for k in faces.labels[:1])
+            if frame.index in CRYING and len(faces):
+                k = faces.labels[0]
+                labels[rec.classes[k] if k >= 0 else "no label"] += 1
         classes = rec.classes
     tiles = []
     for index, (crop, probs) in sorted(seen.items()):

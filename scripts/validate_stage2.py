@@ -28,7 +28,7 @@ import torch
 from emocam.align import Preprocess
 from emocam.contract import ModelContract
 from emocam.train.augment import turned_like
-from emocam.train.data import FaceSet, fer_sets, read_fer_csv
+from emocam.train.data import CLASSES, FaceSet, fer_sets, read_fer_csv
 from emocam.train.export import fer_prior, load_network
 from emocam.train.fit import predict
 from emocam.train.metrics import scores
@@ -87,15 +87,15 @@ def main() -> None:
         sets[f"{name}/carved-val"] = carved
         for lo, hi in TURNS:
             sets[f"{name}/carved-val turned {lo:.0f}-{hi:.0f}"] = turned(carved, pre, args.seed, lo, hi)
+    weights = {tau: np.array(fer_prior(fer, CLASSES, tau)["weights"]) for tau in args.prior_correction}
     for spec in args.checkpoints:
-        net, contract, _ = load_network([Path(p) for p in spec.split("+")], args.mirror)
+        net, _, _ = load_network([Path(p) for p in spec.split("+")], args.mirror)
         probs = {name: predict(net, faces.images, pre, torch.device("cpu"), softmax=False)
                  for name, faces in sets.items()}
-        for tau in args.prior_correction:
-            weights = np.array(fer_prior(fer, contract.classes, tau)["weights"])
+        for tau, w in weights.items():
             row = {}
             for name, faces in sets.items():
-                r = scores(faces.labels, (probs[name] * weights).argmax(1))
+                r = scores(faces.labels, (probs[name] * w).argmax(1))
                 row[name] = {"accuracy": round(r["accuracy"], 4), "mean_recall": round(r["mean_recall"], 4)}
             print(json.dumps({"model": spec, "mirror": args.mirror, "prior_correction": tau, **row}))
 

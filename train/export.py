@@ -92,16 +92,17 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelContract, dict]:
 
 
 def load_network(checkpoints: list[Path], mirror: bool = False,
-                 weights: np.ndarray | None = None) -> tuple[Probabilities, ModelContract, list[dict]]:
+                 prior: dict | None = None) -> tuple[Probabilities, ModelContract, list[dict]]:
     """One or more checkpoints as one probability network (an ensemble when several), with the first one's
     contract and the raw checkpoints. Every network must take the same faces (size, channels, crop) and predict the
-    same classes; ``weights``: a prior correction (``Probabilities``)."""
+    same classes; ``prior``: a prior correction (``fer_prior``), or None."""
     loaded = [load_checkpoint(c) for c in checkpoints]
     contract = loaded[0][1]
     same = lambda c: (c.classes, c.pre.size, c.pre.channels, c.pre.crop)  # noqa: E731
     for path, (_, other, _) in zip(checkpoints[1:], loaded[1:]):
         if same(other) != same(contract):
             raise ValueError(f"{path} takes other faces or predicts other classes than {checkpoints[0]}")
+    weights = None if prior is None else np.array(prior["weights"])
     net = Probabilities([m for m, _, _ in loaded], [(c.pre.mean, c.pre.std) for _, c, _ in loaded], mirror, weights)
     return net.eval(), contract, [ckpt for _, _, ckpt in loaded]
 
@@ -120,7 +121,7 @@ def export_onnx(checkpoints: list[Path], out: Path, faces: np.ndarray | None = N
     from emocam.align import to_tensor
     from emocam.backends import OnnxRuntimeBackend
 
-    net, contract, ckpts = load_network(checkpoints, mirror, prior and np.array(prior["weights"]))
+    net, contract, ckpts = load_network(checkpoints, mirror, prior)
     pre = contract.pre
     dummy = torch.zeros(1, pre.channels, pre.size, pre.size)
     out = Path(out)
@@ -162,8 +163,7 @@ def export_program(checkpoints: list[Path], onnx_path: Path) -> Path:
     torch.export program with a dynamic batch axis, carrying the ONNX file's contract and sha256, for the torch
     backend."""
     contract: ModelContract = read_contract(onnx_path)
-    prior = contract.info.get("prior_correction")
-    net, _, _ = load_network(checkpoints, bool(contract.info.get("mirror")), prior and np.array(prior["weights"]))
+    net, _, _ = load_network(checkpoints, bool(contract.info.get("mirror")), contract.info.get("prior_correction"))
     pre = contract.pre
     batch = torch.export.Dim("batch", min=1, max=4096)
     example = torch.zeros(2, pre.channels, pre.size, pre.size)
